@@ -1,0 +1,278 @@
+"""Video I/O shared by every package: encode clips to mp4 bytes, probe, and decode chosen frames.
+
+Encoding and decoding go through PyAV (libav in-process, no subprocess per clip). The ffmpeg
+*binary* is only needed by code that cuts clips with `ffmpeg-python`; `ffmpeg_exe()` finds it.
+
+`src` arguments are a path (str / PathLike) or the mp4 bytes themselves (as stored in a shard).
+"""
+from __future__ import annotations
+
+import bisect
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence, Union
+
+import av
+import numpy as np
+
+VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: the system's when on PATH, else the one bundled in imageio-ffmpeg."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg  # imported lazily: only needed when there is no system ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration_s: float
+
+
+def describe_source(src: VideoSource) -> str:
+    """How error messages name a source: the path, or the size of in-memory bytes."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<mp4 bytes, {len(src)} B>"
+    return str(src)
+
+
+def _open(src: VideoSource) -> av.container.InputContainer:
+    name = describe_source(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise ValueError(f"{name}: empty input (zero bytes), not a video")
+        fileobj = io.BytesIO(bytes(src))
+        try:
+            return av.open(fileobj, mode="r")
+        except (av.FFmpegError, OSError) as e:
+            raise ValueError(f"{name}: cannot be read as a video ({e})") from e
+    path = Path(src)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{name}: empty file (zero bytes), not a video")
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError) as e:
+        raise ValueError(f"{name}: cannot be read as a video ({e})") from e
+
+
+def _video_stream(container, name: str):
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise ValueError(f"{name}: no video stream (streams: {', '.join(kinds)})")
+    return container.streams.video[0]
+
+
+def _stream_fps(stream, name: str) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise ValueError(f"{name}: video stream has no usable frame rate")
+    return float(rate)
+
+
+def _packet_index(container, stream) -> tuple[list[int], list[int]] | None:
+    """Presentation timestamps of every frame (sorted) and the indices of keyframes among them.
+
+    Demuxing reads packets without decoding them, which is cheap next to decoding; it gives the
+    exact frame-index → pts map needed to seek (also for variable frame rates) and to know where
+    keyframes are, so a seek is only made when it skips work. None when timestamps are missing.
+    """
+    entries = []
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packet at the end
+            continue
+        if packet.pts is None:
+            return None
+        entries.append((packet.pts, packet.is_keyframe))
+    entries.sort()
+    pts = [p for p, _ in entries]
+    keyframes = [i for i, (_, key) in enumerate(entries) if key] or [0]
+    return pts, keyframes
+
+
+def probe(src: VideoSource) -> VideoInfo:
+    """Width, height, frame rate, frame count and duration of the first video stream."""
+    name = describe_source(src)
+    with _open(src) as container:
+        stream = _video_stream(container, name)
+        fps = _stream_fps(stream, name)
+        num_frames = int(stream.frames or 0)
+        if num_frames <= 0:  # container keeps no count (e.g. mkv, raw h264): count packets
+            index = _packet_index(container, stream)
+            num_frames = len(index[0]) if index else 0
+        if num_frames <= 0:
+            raise ValueError(f"{name}: video stream holds no frames")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise ValueError(f"{name}: video stream has no frame size")
+    return VideoInfo(int(width), int(height), fps, num_frames, num_frames / fps)
+
+
+def sample_indices(num_available: int, src_fps: float, fps: float | None = None,
+                   num_frames: int | None = None, name: str = "video") -> np.ndarray:
+    """Frame indices for sampling at `fps` (frame k is the one shown at t = k / fps), `num_frames` long.
+
+    fps=None keeps the native rate. num_frames=None takes every sample that exists.
+    """
+    step = 1.0 if fps is None else src_fps / float(fps)
+    if fps is not None and fps <= 0:
+        raise ValueError(f"{name}: fps must be > 0, got {fps}")
+    available = int(np.floor((num_available - 1) / step + 1e-9)) + 1 if num_available > 0 else 0
+    count = available if num_frames is None else int(num_frames)
+    if count <= 0:
+        raise ValueError(f"{name}: num_frames must be > 0, got {num_frames}")
+    if count > available:
+        raise ValueError(f"{name}: asked for {count} frames at {fps or src_fps:g} fps but the video "
+                         f"has {num_available} frames at {src_fps:g} fps ({available} samples)")
+    return np.floor(np.arange(count) * step + 1e-6).astype(np.int64)
+
+
+def _to_rgb(frame, size):
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    w, h = size
+    return frame.to_ndarray(format="rgb24", width=int(w), height=int(h), interpolation="AREA")
+
+
+def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: float | None = None,
+                  num_frames: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode only the frames asked for, as (T, H, W, 3) uint8 RGB.
+
+    indices: frame indices (any order, repeats allowed); or fps / num_frames (see `sample_indices`);
+    or neither for every frame. size=(w, h) resizes in PyAV's reformat (area interpolation).
+    Seeks to the keyframe before a wanted frame only when that skips frames we would decode anyway.
+    """
+    name = describe_source(src)
+    if indices is not None and (fps is not None or num_frames is not None):
+        raise ValueError(f"{name}: give either indices or fps/num_frames, not both")
+    if size is not None and (len(size) != 2 or min(size) <= 0):
+        raise ValueError(f"{name}: size must be (width, height) > 0, got {size}")
+    with _open(src) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO"
+        src_fps = _stream_fps(stream, name)
+        if indices is None and fps is None and num_frames is None:
+            frames = [_to_rgb(f, size) for f in container.decode(stream)]
+            if not frames:
+                raise ValueError(f"{name}: no frames could be decoded")
+            return np.stack(frames)
+
+        index = _packet_index(container, stream)
+        if index is None:  # no timestamps: decode sequentially and count
+            total = probe(src).num_frames
+        else:
+            pts_of, keyframes = index
+            total = len(pts_of)
+        if indices is None:
+            wanted = sample_indices(total, src_fps, fps, num_frames, name)
+        else:
+            wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if wanted.size == 0:
+                raise ValueError(f"{name}: indices is empty")
+            bad = wanted[(wanted < 0) | (wanted >= total)]
+            if bad.size:
+                raise ValueError(f"{name}: frame indices {bad[:5].tolist()} out of range [0, {total})")
+        unique = sorted(set(wanted.tolist()))
+        got: dict[int, np.ndarray] = {}
+
+        if index is None:
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+            wanted_set = set(unique)
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted_set:
+                    got[i] = _to_rgb(frame, size)
+                if len(got) == len(unique):
+                    break
+        else:
+            index_of = {p: i for i, p in enumerate(pts_of)}
+            position = None  # index of the next frame the decoder will give, None = not started
+            frames_iter = None
+            for target in unique:
+                key = keyframes[bisect.bisect_right(keyframes, target) - 1]
+                if frames_iter is None or position is None or target < position or key > position:
+                    # seeking skips work: the keyframe before `target` lies ahead of where we are
+                    container.seek(pts_of[key], stream=stream, backward=True, any_frame=False)
+                    frames_iter = container.decode(stream)
+                    position = None
+                for frame in frames_iter:
+                    i = index_of.get(frame.pts)
+                    if i is None:
+                        continue
+                    position = i + 1
+                    if i == target:
+                        got[i] = _to_rgb(frame, size)
+                        break
+                    if i > target:  # overshot (seek landed late): cannot happen with backward seek
+                        break
+                if target not in got:
+                    raise ValueError(f"{name}: frame {target} could not be decoded")
+    return np.stack([got[i] for i in wanted.tolist()])
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3), got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    t, h, w, _ = frames.shape
+    if t == 0:
+        raise ValueError("frames is empty (T = 0)")
+    if h % 2 or w % 2:
+        raise ValueError(f"frame size must be even for yuv420p, got width={w} height={h}")
+    return frames
+
+
+def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -> None:
+    frames = _check_frames(frames)
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    rate = Fraction(fps).limit_denominator(1001)
+    _, h, w, _ = frames.shape
+    with av.open(target, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        # a keyframe every keyint_s seconds keeps random access into a clip cheap (decode_frames seeks)
+        stream.options = {"crf": str(int(crf)), "g": str(max(1, round(keyint_s * float(rate))))}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, keyint_s: float = 2.0) -> bytes:
+    """Encode (T, H, W, 3) uint8 RGB frames to H.264 yuv420p mp4 bytes (faststart). H, W must be even."""
+    # the faststart pass re-opens the output by name, so libav must write a real file, not a BytesIO
+    with tempfile.TemporaryDirectory(prefix="encode_mp4-") as tmp:
+        path = Path(tmp) / "clip.mp4"
+        _encode(str(path), frames, fps, crf, keyint_s)
+        return path.read_bytes()
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int = 20,
+              keyint_s: float = 2.0) -> Path:
+    """`encode_mp4` to a file (parents created); written under a temporary name, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp.mp4")
+    try:
+        _encode(str(partial), frames, fps, crf, keyint_s)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,201 @@
+"""Pack clips into WebDataset tar shards `{prefix}-{index:06d}.tar` of about `max_bytes` each.
+
+A shard is written as `{name}.tar.tmp` and renamed only when complete, so readers (which ignore
+`.tmp`) never see a partial shard. Opening a writer removes this prefix's `.tmp` leftovers of a
+killed run and numbers new shards after the highest existing one; a complete shard is never
+overwritten. `on_shard_complete(path, keys)` runs after each rename: the curation pipeline records
+progress there, so a clip counts as done exactly when its shard exists.
+
+One writer per (directory, prefix) at a time: parallel writers need distinct prefixes.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import tarfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .schema import ClipMeta, check_key, validate_meta
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 512 * 2**20  # WebDataset guidance: shards of 100 MB – 1 GB stream well
+TAR_BLOCK = 512
+
+
+def shard_name(prefix: str, index: int) -> str:
+    return f"{prefix}-{index:06d}.tar"
+
+
+def shard_pattern(prefix: str) -> re.Pattern:
+    return re.compile(rf"^{re.escape(prefix)}-(\d{{6,}})\.tar$")
+
+
+def next_shard_index(out_dir: str | os.PathLike, prefix: str) -> int:
+    """One past the highest `{prefix}-NNNNNN.tar` in out_dir (0 when there is none)."""
+    pattern = shard_pattern(prefix)
+    found = [int(m.group(1)) for p in Path(out_dir).iterdir() if (m := pattern.match(p.name))]
+    return max(found) + 1 if found else 0
+
+
+def thumbnail_jpg(mp4: bytes, width: int = 256, quality: int = 85) -> bytes:
+    """A small JPEG of the clip's middle frame (the `jpg` member), `width` pixels wide."""
+    import cv2
+
+    from .video import decode_frames, probe
+
+    info = probe(mp4)
+    height = max(2, round(width * info.height / info.width / 2) * 2)
+    rgb = decode_frames(mp4, indices=[info.num_frames // 2], size=(width, height))[0]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("thumbnail: JPEG encoding failed")
+    return buf.tobytes()
+
+
+def _padded(size: int) -> int:
+    return -(-size // tarfile.RECORDSIZE) * tarfile.RECORDSIZE  # tar files end on whole records
+
+
+def _member_bytes(size: int) -> int:
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK  # header + data padded to whole blocks
+
+
+class ShardWriter:
+    """Context manager writing samples (`mp4`, `json`, `jpg` members) into size-capped tar shards.
+
+    >>> with ShardWriter("run/shards", prefix="clips", max_bytes=256 << 20) as w:
+    ...     w.write(meta.key, mp4_bytes, meta)          # jpg made from the middle frame if None
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, prefix: str = "clips",
+                 max_bytes: int = DEFAULT_MAX_BYTES,
+                 on_shard_complete: Optional[Callable[[Path, list[str]], None]] = None,
+                 max_samples: Optional[int] = None):
+        if not re.match(r"^[A-Za-z0-9_.-]+$", prefix):
+            raise ValueError(f"prefix {prefix!r} must use only [A-Za-z0-9_.-]")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
+        if max_samples is not None and max_samples <= 0:
+            raise ValueError(f"max_samples must be > 0, got {max_samples}")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.prefix, self.max_bytes, self.max_samples = prefix, int(max_bytes), max_samples
+        self.on_shard_complete = on_shard_complete
+        for leftover in self.out_dir.glob(f"{glob_escape(prefix)}-*.tar.tmp"):
+            log.warning("removing partial shard left by an interrupted run: %s", leftover)
+            leftover.unlink()
+        self.next_index = next_shard_index(self.out_dir, prefix)
+        self.shards: list[Path] = []  # completed by this writer, in order
+        self.num_samples = 0
+        self._keys_seen: set[str] = set()
+        self._tar: Optional[tarfile.TarFile] = None
+        self._tmp_path: Optional[Path] = None
+        self._keys: list[str] = []
+        self._bytes = 0
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, key: str, mp4: bytes, meta: dict | ClipMeta, jpg: bytes | None = None) -> None:
+        """Add one sample; `meta` is validated against the schema and must describe `key`."""
+        check_key(key)
+        clip = validate_meta(meta, where=f"metadata of {key}")
+        if clip.key != key:
+            raise ValueError(f"key {key!r} does not match its metadata "
+                             f"(video_id={clip.video_id!r}, clip_index={clip.clip_index} → {clip.key!r})")
+        if key in self._keys_seen:
+            raise ValueError(f"key {key!r} was already written by this writer")
+        if not isinstance(mp4, (bytes, bytearray)) or len(mp4) == 0:
+            raise ValueError(f"{key}: mp4 must be non-empty bytes")
+        if jpg is None:
+            jpg = thumbnail_jpg(bytes(mp4))
+        members = {"mp4": bytes(mp4), "json": clip.to_json(), "jpg": bytes(jpg)}
+        size = sum(_member_bytes(len(v)) for v in members.values())
+        full = self._tar is not None and (
+            _padded(self._bytes + size) > self.max_bytes
+            or (self.max_samples is not None and len(self._keys) >= self.max_samples))
+        if full:
+            self._finish_shard()
+        if self._tar is None:
+            self._start_shard()
+        for ext, data in members.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: same input → same bytes
+            self._tar.addfile(info, io.BytesIO(data))
+        self._bytes += size
+        self._keys.append(key)
+        self._keys_seen.add(key)
+        self.num_samples += 1
+
+    def _start_shard(self) -> None:
+        while (self.out_dir / shard_name(self.prefix, self.next_index)).exists():
+            self.next_index += 1  # someone wrote one meanwhile: never overwrite
+        self._tmp_path = self.out_dir / (shard_name(self.prefix, self.next_index) + ".tmp")
+        self._tar = tarfile.open(self._tmp_path, mode="w", format=tarfile.GNU_FORMAT)
+        self._keys, self._bytes = [], 2 * TAR_BLOCK  # the end-of-archive blocks
+
+    def _finish_shard(self) -> None:
+        tar, tmp, keys = self._tar, self._tmp_path, self._keys
+        self._tar, self._tmp_path, self._keys = None, None, []
+        tar.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        final = self.out_dir / shard_name(self.prefix, self.next_index)
+        while True:
+            try:  # link + unlink: an atomic rename that fails rather than overwrite
+                os.link(tmp, final)
+                break
+            except FileExistsError:
+                self.next_index += 1
+                final = self.out_dir / shard_name(self.prefix, self.next_index)
+            except OSError:  # filesystem without hard links
+                if final.exists():
+                    self.next_index += 1
+                    final = self.out_dir / shard_name(self.prefix, self.next_index)
+                    continue
+                os.replace(tmp, final)
+                break
+        tmp.unlink(missing_ok=True)
+        self.next_index += 1
+        self.shards.append(final)
+        log.info("wrote %s (%d samples)", final, len(keys))
+        if self.on_shard_complete is not None:
+            self.on_shard_complete(final, list(keys))
+
+    def _discard_shard(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._tmp_path.unlink(missing_ok=True)
+            log.warning("discarded unfinished shard with %d samples", len(self._keys))
+        self._tar, self._tmp_path, self._keys = None, None, []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish the current shard (if it holds samples)."""
+        if self._tar is not None and self._keys:
+            self._finish_shard()
+        else:
+            self._discard_shard()
+
+    def abort(self) -> None:
+        """Drop the current shard: its samples are not reported complete and can be redone."""
+        self._discard_shard()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # after an error the open shard may hold a half-written sample: drop it (its clips were
+        # never reported complete, so a resumed run redoes them)
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
