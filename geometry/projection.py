@@ -20,14 +20,16 @@ Sampling is bilinear `grid_sample` over batches of frames (a few at a time, so b
 reused rather than page-faulted afresh). The equirect is padded by one pixel on each side so
 that interpolation wraps at the ±180° seam (the columns) and across the poles (the row beyond
 the pole is the edge row rolled by W/2), and never reads outside. Sampling grids depend only on
-(angles, fov, shapes, dtype, device), so they are cached with `functools.lru_cache`.
+(angles, fov, shapes, dtype, device), so they are cached (LRU, bounded in bytes: `GRID_CACHE_BYTES`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from functools import lru_cache
+from collections import OrderedDict
+from functools import wraps
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -42,9 +44,53 @@ __all__ = [
     "circular_shift",
 ]
 
-# Grids are keyed by every angle: a fixed rig (benchmarks, evaluation views) hits the cache, a
-# fresh trajectory per training pair does not. A 25-frame 512×1024 grid is ~100 MB: keep few.
-_GRID_CACHE_SIZE = 4
+# Grids are keyed by every angle: a fixed rig (benchmarks, evaluation views, contact sheets) hits
+# the cache, a fresh trajectory per training pair never does. The cache is therefore bounded by
+# bytes, not entries (a 25-frame 512×1024 grid is ~100 MB, and every DataLoader worker holds its
+# own cache), and shared by the grid builders.
+GRID_CACHE_BYTES = 256 * 2**20
+
+
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    entries: int
+    nbytes: int
+
+
+_grid_cache: OrderedDict = OrderedDict()  # (builder name, args) → grid(s), least recently used first
+
+
+def _nbytes(value) -> int:
+    return sum(t.numel() * t.element_size() for t in (value if isinstance(value, tuple) else (value,)))
+
+
+def _cached_grid(build):
+    """LRU-cache a grid builder by its (hashable) arguments within GRID_CACHE_BYTES in total."""
+    stats = {"hits": 0, "misses": 0}
+
+    @wraps(build)
+    def cached(*args):
+        key = (build.__name__, args)
+        if key in _grid_cache:
+            stats["hits"] += 1
+            _grid_cache.move_to_end(key)
+            return _grid_cache[key]
+        stats["misses"] += 1
+        value = build(*args)
+        size = _nbytes(value)
+        if size <= GRID_CACHE_BYTES:
+            _grid_cache[key] = value
+            while sum(_nbytes(v) for v in _grid_cache.values()) > GRID_CACHE_BYTES:
+                _grid_cache.popitem(last=False)
+        return value
+
+    def cache_info() -> CacheInfo:
+        mine = [v for (name, _), v in _grid_cache.items() if name == build.__name__]
+        return CacheInfo(stats["hits"], stats["misses"], len(mine), sum(map(_nbytes, mine)))
+
+    cached.cache_info = cache_info
+    return cached
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +371,7 @@ def _equirect_dirs(equi_hw: tuple, dtype) -> tuple[torch.Tensor, torch.Tensor, t
 # temporaries are recycled by the allocator, where whole-batch temporaries would be fresh memory.
 
 
-@lru_cache(maxsize=_GRID_CACHE_SIZE)
+@_cached_grid
 def _perspective_grid(fovs: tuple, angles: tuple, pers_hw: tuple, equi_hw: tuple, dtype, device) -> torch.Tensor:
     """(T, h, w, 2): where each perspective pixel's ray lands in the padded equirect."""
     h, w = pers_hw
@@ -342,7 +388,7 @@ def _perspective_grid(fovs: tuple, angles: tuple, pers_hw: tuple, equi_hw: tuple
     return grid.to(device)
 
 
-@lru_cache(maxsize=_GRID_CACHE_SIZE)
+@_cached_grid
 def _rotation_grid(angles: tuple, equi_hw: tuple, dtype, device) -> torch.Tensor:
     """(T, H, W, 2): the input pixel seen at each output pixel of a rotated panorama (d → R·d)."""
     dx, dy, dz = _equirect_dirs(equi_hw, dtype)
@@ -354,7 +400,7 @@ def _rotation_grid(angles: tuple, equi_hw: tuple, dtype, device) -> torch.Tensor
     return grid.to(device)
 
 
-@lru_cache(maxsize=_GRID_CACHE_SIZE)
+@_cached_grid
 def _inverse_grid(fovs: tuple, angles: tuple, equi_hw: tuple, dtype, device):
     """(T, H, W, 2) grid into the perspective image (align_corners=False) and (T, H, W) mask.
 

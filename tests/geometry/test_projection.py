@@ -360,6 +360,22 @@ def test_grids_are_cached_by_their_arguments(texture):
     assert _perspective_grid.cache_info().hits == hits + 1
 
 
+def test_grid_cache_stays_within_its_byte_budget(texture, monkeypatch):
+    import geometry.projection as projection
+
+    grid_bytes = 2 * 8 * 12 * 2 * 4  # two float32 (8, 12, 2) frames
+    monkeypatch.setattr(projection, "GRID_CACHE_BYTES", 3 * grid_bytes)
+    frames = np.stack([texture, texture]).astype(np.float32)
+    for k in range(6):  # fresh poses each call, as in training
+        equirect_to_perspective(frames, 60.0, yaw=np.array([k, k + 0.5]), out_hw=(8, 12))
+        assert sum(projection._nbytes(v) for v in projection._grid_cache.values()) <= 3 * grid_bytes
+    # the most recent poses are still cached, the oldest were evicted
+    hits = projection._perspective_grid.cache_info().hits
+    equirect_to_perspective(frames, 60.0, yaw=np.array([5, 5.5]), out_hw=(8, 12))
+    equirect_to_perspective(frames, 60.0, yaw=np.array([0, 0.5]), out_hw=(8, 12))
+    assert projection._perspective_grid.cache_info().hits == hits + 1
+
+
 def test_read_only_numpy_input_is_accepted_silently(texture):
     import warnings
 
