@@ -1,0 +1,352 @@
+"""Evaluate generated 360° videos against the protocol's ground truth: the paper's Table 1.
+
+    python -m model.evaluate --pred DIR --gt DIR [--out DIR] [--name METHOD]
+        [--lpips-weights alexnet.pth] [--i3d i3d_torchscript.pt]
+        [--clip CLIP_DIR --aesthetic-head head.pth] [--mask union|frame] [--device auto]
+
+Per video, then averaged per trajectory kind (real / simulated, the two halves of Table 1):
+- PSNR and LPIPS inside the mask of visible directions, aggregated over frames (supp. §3.4). The
+  mask is rebuilt from the poses file beside the ground truth (`geometry.perspective_to_equirect`
+  of the input frame size at each pose). `--mask union` (default): the directions the input shows
+  at *any* frame, applied to every frame — the paper's "visible directions ... aggregated across
+  frames", whose caveat ("visible areas at timestamp 0 may not appear at timestamp T") only makes
+  sense for this union; `--mask frame`: each frame's own visible region (the condition's mask).
+- FVD (needs `--i3d`, a local I3D TorchScript file) on the full panoramas, per trajectory kind.
+- VBench-style scores on four square 90° views (front, right, back, left) of the generated video:
+  motion smoothness (a frame-interpolation proxy without weights, see `model.metrics`), aesthetic
+  quality (needs `--clip` and `--aesthetic-head`), imaging quality (MUSIQ; no implementation
+  here, reported as skipped).
+- Line consistency (EA-score, `model.lines`) for videos with a NAME.lines.json beside the gt.
+
+Directory layout (docs/evaluation.md): GT_DIR/NAME.mp4 + GT_DIR/NAME.json (+ NAME.lines.json),
+as written by `python -m model.protocol` under OUT/gt (giving the protocol root OUT also works);
+PRED_DIR/NAME.mp4, or PRED_DIR/NAME/panorama.mp4 as `python -m model.generate --output
+PRED_DIR/NAME` writes it. Writes OUT/report.json and OUT/report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+log = logging.getLogger("model.evaluate")
+
+GROUPS = ("real", "simulated")
+# Table 1 columns: (key in the per-video record / summary, header, decimals)
+COLUMNS = (("psnr", "PSNR↑", 2), ("lpips", "LPIPS↓", 4), ("fvd", "FVD↓", 1), ("imaging", "Imag.↑", 4),
+           ("aesthetic", "Aes.↑", 4), ("motion", "Motion↑", 4))
+IMAGING_SKIPPED = ("imaging quality: VBench's MUSIQ model (pyiqa) is not part of this project; "
+                   "reported as not computed")
+
+
+@dataclass
+class EvalConfig:
+    mask: str = "union"                 # "union" (default, paper) or "frame"
+    device: str = "auto"
+    lpips_weights: str | None = None    # torchvision AlexNet state dict (else the torch cache, else random)
+    lpips_random: bool = False          # force the random trunk (tests)
+    i3d: str | None = None              # I3D TorchScript for FVD
+    clip: str | None = None             # transformers CLIP directory for aesthetic quality
+    aesthetic_head: str | None = None   # LAION aesthetic linear head
+    view_size: int | None = None        # side of the four square views (default H/2)
+    fvd_frames: int = 16
+
+
+# ------------------------------------------------------------------------------- inputs
+def find_videos(pred_dir: Path, gt_dir: Path) -> list[dict]:
+    """Pair every ground-truth video with its prediction; a missing prediction is an error."""
+    if (gt_dir / "gt").is_dir() and (gt_dir / "protocol.json").is_file():
+        gt_dir = gt_dir / "gt"  # the protocol root was given
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(f"--gt: {gt_dir} is not a directory")
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"--pred: {pred_dir} is not a directory")
+    gts = sorted(gt_dir.glob("*.mp4"))
+    if not gts:
+        raise ValueError(f"--gt: no .mp4 in {gt_dir} (expected NAME.mp4 + NAME.json from model.protocol)")
+    pairs, missing = [], []
+    for gt in gts:
+        name = gt.stem
+        candidates = [pred_dir / f"{name}.mp4", pred_dir / name / "panorama.mp4"]
+        pred = next((c for c in candidates if c.is_file()), None)
+        if pred is None:
+            missing.append(name)
+            continue
+        lines = gt_dir / f"{name}.lines.json"
+        pairs.append({"name": name, "pred": pred, "gt": gt, "meta": gt_dir / f"{name}.json",
+                      "lines": lines if lines.is_file() else None})
+    if missing:
+        raise FileNotFoundError(f"--pred: no prediction in {pred_dir} for {len(missing)} ground-truth video(s): "
+                                f"{missing[:5]} (expected NAME.mp4 or NAME/panorama.mp4)")
+    return pairs
+
+
+def load_pair(pred_path: Path, gt_path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode both videos; the prediction is resized to the ground truth's size and both are cut to
+    the shorter length (each adjustment is reported in the returned notes)."""
+    from model.data import resize_frames
+    from shards.video import decode_frames
+
+    pred, gt = decode_frames(pred_path), decode_frames(gt_path)
+    notes = []
+    for name, v, path in (("pred", pred, pred_path), ("gt", gt, gt_path)):
+        if v.shape[2] != 2 * v.shape[1]:
+            raise ValueError(f"{path}: {v.shape[2]}×{v.shape[1]} is not an equirect video (width = 2 × height)")
+    if pred.shape[1:3] != gt.shape[1:3]:
+        notes.append(f"prediction resized from {pred.shape[2]}×{pred.shape[1]} to {gt.shape[2]}×{gt.shape[1]}")
+        pred = resize_frames(pred, gt.shape[1:3])
+    if len(pred) != len(gt):
+        notes.append(f"frame counts differ (pred {len(pred)}, gt {len(gt)}): first {min(len(pred), len(gt))} compared")
+        n = min(len(pred), len(gt))
+        pred, gt = pred[:n], gt[:n]
+    return pred, gt, notes
+
+
+def visible_masks(meta: dict, equi_hw: tuple[int, int], num_frames: int) -> np.ndarray:
+    """Per-frame visibility (T, H, W) of the input view in the equirect, from the poses file."""
+    from geometry import perspective_to_equirect
+
+    poses = meta["poses"]
+    if len(poses) < num_frames:
+        raise ValueError(f"poses: {len(poses)} frames for a {num_frames}-frame video")
+    h, w = meta["input_hw"]
+    ones = np.ones((num_frames, h, w, 1), np.float32)
+    _, mask = perspective_to_equirect(ones, meta["fov_hv"], yaw=poses.yaw[:num_frames],
+                                      pitch=poses.pitch[:num_frames], roll=poses.roll[:num_frames], out_hw=equi_hw)
+    return mask
+
+
+def load_lines(path: Path, input_hw: tuple[int, int]) -> dict[int, np.ndarray]:
+    """A lines JSON → {frame: segments (N, 4)} in input pixels (rescaled if annotated at another size)."""
+    try:
+        d = json.loads(path.read_text())
+        frames = d["frames"]
+        scale = np.array([input_hw[1] / d["width"], input_hw[0] / d["height"]] * 2)
+        return {int(t): np.asarray(s, np.float64).reshape(-1, 4) * scale for t, s in frames.items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a lines file ({{'width', 'height', 'frames': {{t: [[x1,y1,x2,y2],…]}}}}): {e}") from None
+
+
+# ------------------------------------------------------------------------------ report
+def _clean(x):
+    """JSON-safe numbers: ∞ → "inf", NaN → null."""
+    if isinstance(x, float):
+        return "inf" if x == math.inf else (None if math.isnan(x) else x)
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(values)) if values else None
+
+
+def _fmt(value, decimals: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value == math.inf:
+        return "∞"
+    return f"{value:.{decimals}f}"
+
+
+def summarise(records: list[dict], fvd_by_group: dict) -> dict:
+    summary = {}
+    for group in GROUPS:
+        rows = [r for r in records if r["trajectory"] == group]
+        if not rows:
+            continue
+        summary[group] = {"videos": len(rows), "fvd": fvd_by_group.get(group)}
+        for key in ("psnr", "lpips", "imaging", "aesthetic", "motion"):
+            summary[group][key] = _mean(r.get(key) for r in rows)
+    summary["line_consistency"] = _mean(r.get("line_consistency") for r in records)
+    summary["line_consistency_gt"] = _mean(r.get("line_consistency_gt") for r in records)
+    summary["line_videos"] = sum(r.get("line_consistency") is not None for r in records)
+    return summary
+
+
+def markdown_report(summary: dict, records: list[dict], method: str, skipped: dict, settings: dict) -> str:
+    """Table 1's layout: one row per method, real then simulated trajectories, then line consistency."""
+    head = ["Method"]
+    cells = [method]
+    for group in GROUPS:
+        label = "Real" if group == "real" else "Sim."
+        for key, title, dec in COLUMNS:
+            head.append(f"{label} {title}")
+            cells.append(_fmt(summary.get(group, {}).get(key), dec))
+    head.append("Line cons.↑")
+    cells.append(_fmt(summary.get("line_consistency"), 4))
+    out = ["# Evaluation (paper Table 1 layout)", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(cells) + " |", ""]
+    counts = ", ".join(f"{g}: {summary[g]['videos']}" for g in GROUPS if g in summary)
+    out += [f"Videos: {counts}; with line annotations: {summary.get('line_videos', 0)} (line consistency of the "
+            f"ground truth itself: {_fmt(summary.get('line_consistency_gt'), 4)}). "
+            f"PSNR/LPIPS mask: {settings['mask']}. – = not computed (see below).", ""]
+    if skipped:
+        out += ["Not computed / caveats:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
+    out += ["## Per video", "", "| Video | Trajectory | Frames | PSNR↑ | LPIPS↓ | Aes.↑ | Motion↑ | Line cons.↑ |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        out.append(f"| {r['name']} | {r['trajectory']} | {r['frames']} | {_fmt(r['psnr'], 2)} | "
+                   f"{_fmt(r['lpips'], 4)} | {_fmt(r.get('aesthetic'), 4)} | {_fmt(r['motion'], 4)} | "
+                   f"{_fmt(r.get('line_consistency'), 4)} |")
+    notes = [f"- {r['name']}: {n}" for r in records for n in r.get("notes", [])]
+    if notes:
+        out += ["", "Notes:", ""] + notes
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ evaluate
+@functools.lru_cache(maxsize=2)
+def load_lpips(weights: str | None, device: str, random_trunk: bool):
+    """The LPIPS model, loaded once per process and settings (repeated evaluations reuse it)."""
+    from model.metrics import LPIPSMetric
+
+    return LPIPSMetric(weights, device=device, pnet_rand=random_trunk or None)
+
+
+def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None = None,
+             method: str | None = None) -> dict:
+    """Score every video; returns {"summary", "videos", "skipped", "settings", "markdown"}."""
+    import torch
+
+    from model.lines import line_consistency
+    from model.metrics import AestheticScorer, I3DFeatures, fvd, motion_smoothness, psnr, square_views
+    from model.protocol import load_video_meta
+
+    config = config or EvalConfig()
+    if config.mask not in ("union", "frame"):
+        raise ValueError(f"--mask: expected 'union' or 'frame', got {config.mask!r}")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    pairs = find_videos(pred_dir, gt_dir)
+    method = method or pred_dir.resolve().name
+
+    # models load once, here (each missing set of weights becomes a "skipped" entry)
+    skipped = {"imaging": IMAGING_SKIPPED}
+    lpips_metric = load_lpips(config.lpips_weights, device, config.lpips_random)
+    if lpips_metric.random_trunk:
+        skipped["lpips_weights"] = ("LPIPS computed with a random AlexNet trunk (no --lpips-weights, nothing in "
+                                    "the torch cache): not comparable to published values")
+    i3d = I3DFeatures(config.i3d, device=device, num_frames=config.fvd_frames) if config.i3d else None
+    if i3d is None:
+        skipped["fvd"] = "no --i3d PATH (I3D TorchScript weights): FVD not computed"
+    aesthetic = None
+    if config.clip and config.aesthetic_head:
+        aesthetic = AestheticScorer(config.clip, config.aesthetic_head, device=device)
+    else:
+        skipped["aesthetic"] = "needs --clip DIR and --aesthetic-head PATH: aesthetic quality not computed"
+    skipped["motion_note"] = ("motion smoothness is a linear frame-interpolation proxy of VBench's AMT-based "
+                              "score (same form and range, not numerically comparable)")
+    for message in skipped.values():
+        print(f"[evaluate] {message}")
+
+    records, features = [], {g: ([], []) for g in GROUPS}
+    for item in tqdm(pairs, desc="evaluate", unit="video"):
+        meta = load_video_meta(item["meta"])
+        group = meta["trajectory"] if meta["trajectory"] in GROUPS else "simulated"
+        pred, gt, notes = load_pair(item["pred"], item["gt"])
+        masks = visible_masks(meta, gt.shape[1:3], len(gt))
+        mask = masks.any(0) if config.mask == "union" else masks
+        record = {"name": item["name"], "trajectory": group, "frames": len(gt),
+                  "visible_fraction": float(np.mean(mask)),
+                  "psnr": psnr(pred, gt, mask), "lpips": lpips_metric(pred, gt, mask)}
+        views = square_views(pred, size=config.view_size)
+        record["motion"] = float(np.mean([motion_smoothness(v) for v in views.values()]))
+        record["aesthetic"] = float(np.mean([aesthetic(v) for v in views.values()])) if aesthetic else None
+        record["imaging"] = None
+        if item["lines"] is not None:
+            poses = meta["poses"]
+            annotations = load_lines(item["lines"], meta["input_hw"])
+            if any(t >= len(gt) for t in annotations):
+                notes.append(f"line annotations beyond frame {len(gt) - 1} ignored")
+                annotations = {t: s for t, s in annotations.items() if t < len(gt)}
+            angles = (poses.yaw[:len(gt)], poses.pitch[:len(gt)], poses.roll[:len(gt)])
+            record["line_consistency"] = line_consistency(pred, annotations, *angles, meta["fov_hv"], meta["input_hw"])
+            # the same on the ground truth: the ceiling the annotations and the detector allow
+            record["line_consistency_gt"] = line_consistency(gt, annotations, *angles, meta["fov_hv"], meta["input_hw"])
+        if i3d is not None:
+            features[group][0].append(i3d(pred))
+            features[group][1].append(i3d(gt))
+        if notes:
+            record["notes"] = notes
+        records.append(record)
+
+    fvd_by_group = {}
+    for group, (fp, fg) in features.items():
+        if i3d is None or not fp:
+            continue
+        if len(fp) < 2:
+            skipped[f"fvd_{group}"] = f"FVD needs ≥ 2 {group} videos (got {len(fp)})"
+            continue
+        fvd_by_group[group] = fvd(np.stack(fp), np.stack(fg))
+    summary = summarise(records, fvd_by_group)
+    settings = asdict(config) | {"device": device, "pred": str(pred_dir), "gt": str(gt_dir)}
+    report = {"method": method, "summary": summary, "videos": records, "skipped": skipped, "settings": settings}
+    report["markdown"] = markdown_report(summary, records, method, skipped, settings)
+    return report
+
+
+def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "report.md"
+    md.write_text(report["markdown"])
+    js = out / "report.json"
+    js.write_text(json.dumps(_clean({k: v for k, v in report.items() if k != "markdown"}), indent=1) + "\n")
+    return js, md
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pred", required=True, help="generated panoramas: NAME.mp4 or NAME/panorama.mp4")
+    p.add_argument("--gt", required=True, help="ground truth: the protocol's gt/ directory (or its root)")
+    p.add_argument("--out", help="where to write report.json and report.md (default: PRED/../eval_<pred name>)")
+    p.add_argument("--name", help="method name in the table (default: the --pred directory's name)")
+    p.add_argument("--mask", default="union", choices=["union", "frame"],
+                   help="PSNR/LPIPS region: directions visible at any frame (union, default) or per frame")
+    p.add_argument("--lpips-weights", help="torchvision AlexNet state dict for the LPIPS trunk")
+    p.add_argument("--lpips-random", action="store_true", help="use a random LPIPS trunk (testing only)")
+    p.add_argument("--i3d", help="I3D TorchScript file for FVD (skipped without it)")
+    p.add_argument("--clip", help="transformers CLIP directory (ViT-L/14) for aesthetic quality")
+    p.add_argument("--aesthetic-head", help="LAION aesthetic linear head (.pth) for aesthetic quality")
+    p.add_argument("--view-size", type=int, help="side of the four square views (default: panorama height / 2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, … (default: cuda when available)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    config = EvalConfig(mask=args.mask, device=args.device, lpips_weights=args.lpips_weights,
+                        lpips_random=args.lpips_random, i3d=args.i3d, clip=args.clip,
+                        aesthetic_head=args.aesthetic_head, view_size=args.view_size)
+    t0 = time.perf_counter()
+    try:
+        report = evaluate(args.pred, args.gt, config, args.name)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or Path(args.pred).resolve().parent / f"eval_{Path(args.pred).resolve().name}"
+    js, md = write_report(report, out)
+    print(report["markdown"])
+    print(f"wrote {js} and {md} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

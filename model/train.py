@@ -1,0 +1,500 @@
+#!/usr/bin/env python
+"""Fine-tune Stable Video Diffusion into a perspective → 360° video model (paper §3.2, supp. §3.2).
+
+    deepspeed model/train.py --config configs/train/stage1.yaml [key=value …]   # GPU nodes
+    python model/train.py --config configs/train/tiny.yaml run_dir=out/x          # one process, CPU ok
+    torchrun --nproc_per_node 2 model/train.py --config configs/train/tiny.yaml   # 2 CPU ranks (gloo)
+    … --resume latest   # continue step, data position, EMA, optimiser and lr schedule
+
+Read top to bottom: config → distributed set-up → model → data → DeepSpeed engine → loop
+(batch → EDM loss → step → EMA → log / checkpoint / validate) → final UNet `save_pretrained`.
+Every random draw of step k on rank r comes from a generator seeded by (seed, k, r, micro-step),
+so a resumed run takes exactly the draws the uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from model import edm
+from model.config import TrainConfig
+from model.data import PairDataset
+from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
+                           drop_conditions, encode_condition, encode_target, load_svd, sample_sigma_cond,
+                           unet_fn, vae_decode)
+from shards.reader import list_shards
+
+log = logging.getLogger("model.train")
+CKPT_DIR = "checkpoints"
+
+
+# ------------------------------------------------------------------------------ small pure helpers
+def step_generator(*seed_parts: int) -> torch.Generator:
+    """A CPU generator for one (seed, step, rank, micro-step): resumable by construction."""
+    state = np.random.SeedSequence([int(s) for s in seed_parts]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def warmup_lambda(warmup_steps: int):
+    """Linear warm-up to the base lr, then constant (the paper's lr 1e-5 is constant)."""
+    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA decay warmed up as min(decay, (1 + k)/(10 + k)) so early averages are not the init."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: dict[str, torch.Tensor], module: torch.nn.Module, decay: float) -> None:
+    for name, p in module.named_parameters():
+        if name in ema:
+            ema[name].lerp_(p.detach().float().to(ema[name].device), 1.0 - decay)
+
+
+@torch.no_grad()
+def swap_in(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy `weights` into the module's parameters; return the previous values (on CPU)."""
+    old = {}
+    for name, p in module.named_parameters():
+        if name in weights:
+            old[name] = p.detach().to("cpu", copy=True)
+            p.copy_(weights[name].to(p.device, p.dtype))
+    return old
+
+
+# ----------------------------------------------------------------------------------------- data
+class ResumableStream(IterableDataset):
+    """`PairDataset`'s stream, started at recorded positions and tagging each pair with where it
+    came from (global worker, epoch, index in that worker's shuffled epoch), so the trainer can
+    record the data position in checkpoints and resume without decoding the skipped clips."""
+
+    def __init__(self, dataset: PairDataset, start: dict[int, tuple[int, int]] | None = None):
+        self.dataset, self.start = dataset, dict(start or {})
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        ds = self.dataset
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker = ds.rank * nw + wid
+        epoch, skip = self.start.get(worker, (ds.epoch, 0))
+        while True:
+            yielded = 0
+            samples = ds.epoch_samples(epoch)
+            if isinstance(samples, tuple):  # (samples, reader) in newer model.data
+                samples = samples[0]
+            for index, sample in enumerate(samples):
+                if index < skip:
+                    continue
+                try:
+                    pair = ds.pair_from_sample(sample, epoch)
+                except Exception as e:  # a bad clip must not stop training: skip and log
+                    log.warning("skipping sample %s (%s: %s)", sample.key, type(e).__name__, e)
+                    continue
+                pair.update(worker=worker, epoch=epoch, index=index)
+                yielded += 1
+                yield pair
+            if yielded == 0 and skip == 0:
+                raise RuntimeError(f"worker {worker}: no usable training clip in epoch {epoch} of {ds.shards}")
+            epoch, skip = epoch + 1, 0
+
+
+def record_positions(positions: dict[int, tuple[int, int]], batch: dict) -> None:
+    for w, e, i in zip(batch["worker"].tolist(), batch["epoch"].tolist(), batch["index"].tolist()):
+        positions[int(w)] = (int(e), int(i) + 1)
+
+
+# ----------------------------------------------------------------------------------------- loss
+def prepare_batch(svd: SVD, batch: dict, cfg: TrainConfig, gen: torch.Generator, device, dtype
+                  ) -> dict[str, torch.Tensor]:
+    """Pair tensors → x0 latents, (dropped-out) condition latents, CLIP tokens, added time ids."""
+    target = batch["target"].to(device)
+    x0 = encode_target(svd.vae, target)
+    sigma_cond = sample_sigma_cond(len(target), cfg.edm.sigma_cond_mean, cfg.edm.sigma_cond_std, gen)
+    cond = encode_condition(svd.vae, batch["condition"].to(device), sigma_cond.to(device), gen)
+    clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, batch["pers"].to(device))
+    clip, cond, _ = drop_conditions(clip, cond, cfg.edm.cond_dropout, gen)
+    ids = added_time_ids(sigma_cond, cfg.fps_id, cfg.edm.motion_bucket_id)
+    return {"x0": x0, "cond": cond.to(dtype), "clip": clip.to(dtype), "ids": ids.to(device, dtype)}
+
+
+def edm_training_loss(unet, prepared: dict, p_mean: float, p_std: float, lat_weight: torch.Tensor,
+                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paper eq. 1 in EDM form: y = x0 + σε, ln σ ~ N(P_mean, P_std²), per-sample loss
+    (σ²+1)/σ² · mean_pixels λ(h)·(f_θ(y; σ) − x0)². Returns (loss (B,), σ (B,))."""
+    x0 = prepared["x0"]
+    sigma = edm.sample_sigma(len(x0), p_mean, p_std, gen).to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+    y = x0 + edm.append_dims(sigma, x0.ndim) * noise
+    F_theta = unet_fn(unet, prepared["cond"], prepared["clip"], prepared["ids"])
+    denoised = edm.denoise(F_theta, y, sigma)
+    return edm.edm_loss(denoised, x0, sigma, lat_weight), sigma
+
+
+# ----------------------------------------------------------------------------------- validation
+@torch.no_grad()
+def generate(unet, svd: SVD, pair: dict, cfg: TrainConfig, device, dtype, seed: int) -> torch.Tensor:
+    """A minimal 360° sample for monitoring: EDM Euler with frame-ramped guidance (SVD-style)."""
+    gen = torch.Generator().manual_seed(seed)
+    one = {k: (v[None] if torch.is_tensor(v) else v) for k, v in pair.items()}
+    sigma_cond = torch.full((1,), 0.02)  # SVD's default noise_aug_strength at inference
+    cond = encode_condition(svd.vae, one["condition"].to(device), sigma_cond.to(device), gen).to(dtype)
+    clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, one["pers"].to(device)).to(dtype)
+    ids = added_time_ids(sigma_cond, cfg.fps_id, cfg.edm.motion_bucket_id).to(device, dtype)
+    T = cond.shape[1]
+    g_min, g_max = cfg.train.val_guidance
+    guidance = torch.linspace(g_min, g_max, T, device=device).reshape(1, T, 1, 1, 1)
+    f_cond = unet_fn(unet, cond, clip, ids)
+    f_uncond = unet_fn(unet, torch.zeros_like(cond), torch.zeros_like(clip), ids)
+
+    def D(x, sigma):
+        d_c = edm.denoise(f_cond, x, sigma)
+        if g_max == 1.0 and g_min == 1.0:
+            return d_c
+        d_u = edm.denoise(f_uncond, x, sigma)
+        return d_u + guidance * (d_c - d_u)
+
+    noise = torch.randn(cond.shape, generator=gen).to(device)
+    sigmas = edm.karras_sigmas(cfg.train.val_sampler_steps)
+    latents = edm.sample_euler(D, noise, sigmas)
+    return vae_decode(svd.vae, latents)[0]  # (T, 3, H, W) in [-1, 1]
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) in [-1, 1] → (T, H, W, 3) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def contact_sheet(rows: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
+    """Rows of (T, H, W, 3) videos → one image with `columns` evenly spaced frames per row."""
+    T = rows[0].shape[0]
+    idx = np.linspace(0, T - 1, min(columns, T)).round().astype(int)
+    pad = lambda im: np.pad(im, ((2, 2), (2, 2), (0, 0)), constant_values=255)
+    return np.concatenate([np.concatenate([pad(r[i]) for i in idx], axis=1) for r in rows], axis=0)
+
+
+def validate(unet, svd: SVD, val_pairs: list[dict], cfg: TrainConfig, step: int, device, dtype,
+             writer=None) -> list[Path]:
+    """Write, per held-out clip, the generated equirect mp4 and a contact sheet
+    (rows: condition canvas, generated, ground truth) under run_dir/val/step_XXXXXXXX/."""
+    import cv2
+    from shards.video import write_mp4
+
+    out = Path(cfg.run_dir) / "val" / f"step_{step:08d}"
+    written = []
+    for i, pair in enumerate(val_pairs):
+        video = to_uint8(generate(unet, svd, pair, cfg, device, dtype, seed=cfg.seed + i))
+        fps = cfg.fps_id
+        written.append(write_mp4(out / f"{i:02d}_{pair['key']}.mp4", video, fps=fps))
+        sheet = contact_sheet([to_uint8(pair["condition"]), video, to_uint8(pair["target"])])
+        png = out / f"{i:02d}_{pair['key']}.png"
+        cv2.imwrite(str(png), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        written.append(png)
+        if writer is not None:
+            writer.add_image(f"val/{i:02d}", sheet, step, dataformats="HWC")
+    return written
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(engine, ema, ckpt_dir: Path, step: int, client_state: dict, keep_last: int,
+                    rank: int) -> Path:
+    """DeepSpeed checkpoint on every rank (gating on rank 0 hangs), EMA beside it, keep the last K."""
+    tag = f"step_{step:08d}"
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state)
+    if rank == 0 and ema is not None:
+        torch.save(ema, ckpt_dir / tag / "ema.pt")
+    if dist.is_initialized():
+        dist.barrier()
+    if rank == 0:
+        tags = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir())
+        for old in tags[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return ckpt_dir / tag
+
+
+def resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
+    """'latest' → the tag in checkpoints/latest (None when there is none yet); a path → its tag."""
+    if resume in (None, "", "none"):
+        return None
+    if resume == "latest":
+        latest = ckpt_dir / "latest"
+        return latest.read_text().strip() if latest.is_file() else None
+    tag_dir = Path(resume) if Path(resume).is_dir() else ckpt_dir / resume
+    if not tag_dir.is_dir() or tag_dir.parent.resolve() != ckpt_dir.resolve():
+        raise ValueError(f"--resume {resume}: not a checkpoint of {ckpt_dir} (expected 'latest' or a step_* tag)")
+    return tag_dir.name
+
+
+# ---------------------------------------------------------------------------------- distributed
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_distributed() -> tuple[int, int, int, torch.device]:
+    """Single process when not launched by deepspeed/torchrun; gloo on CPU, nccl on GPU."""
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return rank, world, local_rank, device
+
+
+def deepspeed_config(cfg: TrainConfig, world: int, bf16: bool) -> dict:
+    """The JSON in configs/deepspeed/ with batch, clipping and precision filled from our config."""
+    path = Path(cfg.train.deepspeed)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.deepspeed: {path} does not exist")
+    ds = json.loads(path.read_text())
+    if "optimizer" in ds or "scheduler" in ds:
+        raise ValueError(f"{path}: remove 'optimizer'/'scheduler'; the trainer builds them from optim:")
+    t = cfg.train
+    per_step = t.micro_batch_size * world
+    if t.batch_size % per_step:
+        raise ValueError(f"train.batch_size={t.batch_size} is not a multiple of micro_batch_size × ranks = {per_step}")
+    if ds.get("zero_optimization", {}).get("stage", 0) == 3:
+        raise ValueError(f"{path}: ZeRO-3 breaks saving the diffusers UNet; use stage 2")
+    ds.update(train_batch_size=t.batch_size, train_micro_batch_size_per_gpu=t.micro_batch_size,
+              gradient_accumulation_steps=t.batch_size // per_step, gradient_clipping=cfg.optim.grad_clip,
+              steps_per_print=10**9)
+    ds["bf16"] = {"enabled": bf16}
+    ds.pop("fp16", None)  # fp16 NaNs with SVD: bf16 or fp32 only
+    return ds
+
+
+# ----------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="train YAML (configs/train/*.yaml)")
+    p.add_argument("--resume", default=None, help="'latest', a checkpoint tag step_XXXXXXXX, or none")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("overrides", nargs="*", help="key=value overrides, dotted (train.steps=10 optim.lr=1e-4)")
+    return p.parse_args(argv)
+
+
+def check_inputs(cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """Everything that can be wrong with the inputs, checked before any model is built."""
+    if cfg.model.pretrained is not None:
+        check_svd_dir(cfg.model.pretrained)
+    if cfg.model.unet is not None:
+        check_unet_dir(cfg.model.unet)
+    def shard_list(key: str, patterns: list[str]) -> list[str]:
+        try:
+            urls = list_shards(patterns)
+        except (FileNotFoundError, ValueError) as e:
+            raise ValueError(f"{key}: {patterns} match no shard (*.tar) files ({e})") from None
+        if not urls:
+            raise ValueError(f"{key}: {patterns} match no shard (*.tar) files")
+        return urls
+
+    train_urls = shard_list("shards", cfg.shards)
+    val_urls = shard_list("val_shards", cfg.val_shards) if cfg.val_shards else []
+    return train_urls, val_urls
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(argv)
+    cfg = TrainConfig.load(args.config, args.overrides)
+    train_urls, val_urls = check_inputs(cfg)
+    rank, world, local_rank, device = setup_distributed()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    import deepspeed
+
+    t, run_dir = cfg.train, Path(cfg.run_dir)
+    ckpt_dir = run_dir / CKPT_DIR
+    bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    ds_config = deepspeed_config(cfg, world, bf16)
+    resume_tag = resolve_resume(args.resume, ckpt_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    # --- model: a real SVD directory, or a tiny random one written once by rank 0
+    torch.manual_seed(cfg.seed)
+    svd_dir = cfg.model.pretrained
+    if svd_dir is None:
+        svd_dir = run_dir / "tiny_svd"
+        if rank == 0 and not (svd_dir / "model_index.json").is_file():
+            build_tiny_svd(svd_dir, block_out_channels=tuple(cfg.model.tiny_block_out_channels),
+                           cross_attention_dim=cfg.model.tiny_cross_attention_dim,
+                           num_frames=cfg.data.num_frames, seed=cfg.seed)
+        dist.barrier()
+    svd = load_svd(svd_dir, unet_path=cfg.model.unet, dtype=torch.float32, device=device)
+    if dtype != torch.float32:
+        svd.vae.to(dtype)
+        svd.image_encoder.to(dtype)
+    unet = svd.unet
+    unet.train()
+    if cfg.model.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    if cfg.data.height % (8 * svd.vae_scale) or cfg.data.width % (8 * svd.vae_scale):
+        log.info("data size %d×%d is not a multiple of the UNet's 8 × VAE factor %d: the UNet interpolates",
+                 cfg.data.height, cfg.data.width, svd.vae_scale)
+
+    # --- optimiser, schedule, DeepSpeed engine (ZeRO-2)
+    params = [p for p in unet.parameters() if p.requires_grad]
+    offload = ds_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") == "cpu"
+    o = cfg.optim
+    if offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+        optimizer = DeepSpeedCPUAdam(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                     weight_decay=o.weight_decay, adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(o.warmup_steps))
+    engine, optimizer, _, scheduler = deepspeed.initialize(model=unet, optimizer=optimizer,
+                                                           lr_scheduler=scheduler, config=ds_config)
+    ema = ({n: p.detach().float().clone() for n, p in engine.module.named_parameters()}
+           if rank == 0 else None)
+
+    # --- resume: weights, optimiser, schedule (DeepSpeed), then step, data position, EMA
+    step, positions, start_epoch = 0, {}, 0
+    if resume_tag is not None:
+        _, client = engine.load_checkpoint(str(ckpt_dir), tag=resume_tag)
+        step = int(client["step"])
+        if client.get("world_size") == world and client.get("num_workers") == t.num_workers:
+            positions = {int(k): tuple(v) for k, v in client["positions"].items()}
+        else:  # positions are per global worker: with another layout, start a fresh epoch instead
+            start_epoch = 1 + max((int(e) for e, _ in client["positions"].values()), default=-1)
+            log.warning("resuming with a different world size / num_workers: data restarts at epoch %d",
+                        start_epoch)
+        if rank == 0:
+            ema = torch.load(ckpt_dir / resume_tag / "ema.pt", map_location="cpu")
+            ema = {k: v.to(device) for k, v in ema.items()}
+        log.info("resumed from %s at step %d", ckpt_dir / resume_tag, step)
+
+    # --- data: this rank's pair stream from the recorded positions
+    dataset = PairDataset(train_urls, cfg.data, seed=cfg.seed, rank=rank, world_size=world, resample=True)
+    dataset.set_epoch(start_epoch)
+    loader = DataLoader(ResumableStream(dataset, positions), batch_size=t.micro_batch_size,
+                        num_workers=t.num_workers, persistent_workers=False,
+                        prefetch_factor=2 if t.num_workers else None)
+    batches = iter(loader)
+    val_pairs: list[dict] = []
+    if rank == 0 and val_urls and t.val_every > 0:
+        val_ds = PairDataset(val_urls, cfg.data.replace(shuffle_buffer=1), seed=cfg.seed + 1, resample=False)
+        for pair in val_ds:
+            val_pairs.append(pair)
+            if len(val_pairs) >= t.val_clips:
+                break
+
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "tb"))
+    lat_h, lat_w = cfg.data.height // svd.vae_scale, cfg.data.width // svd.vae_scale
+    lat_weight = edm.latitude_weight(lat_h, lat_w, cfg.data.weight_kind, cfg.data.weight_delta).to(device)
+    accum = engine.gradient_accumulation_steps()
+    ramp = cfg.edm.p_mean_ramp_steps or t.steps
+    window: dict[str, list] = {"loss": [], "sigma": []}
+    t_log = time.perf_counter()
+    bar = tqdm(total=t.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True)
+
+    while step < t.steps:
+        p_mean = edm.p_mean_at(step, ramp, cfg.edm.p_mean_start, cfg.edm.p_mean_end)
+        for micro in range(accum):
+            batch = next(batches)
+            record_positions(positions, batch)
+            gen = step_generator(cfg.seed, step, rank, micro)
+            prepared = prepare_batch(svd, batch, cfg, gen, device, dtype)
+            loss, sigma = edm_training_loss(engine, prepared, p_mean, cfg.edm.p_std, lat_weight, gen)
+            engine.backward(loss.mean())
+            engine.step()
+            window["loss"] += loss.detach().float().cpu().tolist()
+            window["sigma"] += sigma.detach().float().cpu().tolist()
+        step += 1
+        if ema is not None:
+            ema_update(ema, engine.module, ema_decay_at(step, t.ema_decay))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(window['loss'][-accum * t.micro_batch_size:]):.4f}")
+
+        if step % t.log_every == 0 or step == t.steps:
+            elapsed = time.perf_counter() - t_log
+            if writer is not None:
+                losses, sigmas = np.array(window["loss"]), np.array(window["sigma"])
+                writer.add_scalar("loss", losses.mean(), step)
+                edges = edm.sigma_bin_edges(p_mean, cfg.edm.p_std, t.sigma_bins)
+                bins = np.digitize(sigmas, edges)
+                for b in range(t.sigma_bins):
+                    if (bins == b).any():
+                        writer.add_scalar(f"loss_sigma_bin/{b}", losses[bins == b].mean(), step)
+                writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
+                gn = engine.get_global_grad_norm()
+                if gn is not None:
+                    writer.add_scalar("grad_norm", float(gn), step)
+                writer.add_scalar("samples_per_s", len(losses) * world / max(elapsed, 1e-9), step)
+                writer.add_scalar("p_mean", p_mean, step)
+            window = {"loss": [], "sigma": []}
+            t_log = time.perf_counter()
+
+        if step % t.ckpt_every == 0 or step == t.steps:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, positions)
+            merged = {k: v for part in gathered for k, v in part.items()}
+            save_checkpoint(engine, ema, ckpt_dir, step, {"step": step, "positions": merged, "world_size": world,
+                                                          "num_workers": t.num_workers}, t.keep_last, rank)
+
+        if t.val_every > 0 and (step % t.val_every == 0 or step == t.steps) and val_pairs:
+            unet_module = engine.module
+            unet_module.eval()
+            raw = swap_in(unet_module, ema)
+            paths = validate(unet_module, svd, val_pairs, cfg, step, device, dtype, writer)
+            swap_in(unet_module, raw)
+            unet_module.train()
+            log.info("validation samples: %s", ", ".join(str(p) for p in paths))
+        if dist.is_initialized():
+            dist.barrier()  # validation runs on rank 0 only; the others wait here
+    bar.close()
+
+    # --- final UNet for generation: EMA weights in unet/, the raw last weights in unet_raw/
+    if rank == 0:
+        module = engine.module
+        module.save_pretrained(run_dir / "unet_raw")
+        raw = swap_in(module, ema)
+        module.save_pretrained(run_dir / "unet")
+        swap_in(module, raw)
+        writer.close()
+        log.info("final UNet (EMA) saved to %s", run_dir / "unet")
+    dist.barrier()
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
