@@ -20,8 +20,23 @@ $(STAMP): pyproject.toml
 		echo "ffmpeg binary not found: using the one bundled with imageio-ffmpeg"; }
 	touch $(STAMP)
 
+# The whole system on the embedded default: synthetic corpus → curation (local Ray) → tiny model
+# trained with DeepSpeed on the CPU → a 360° video generated from a perspective clip.
+DEMO := out/demo
 demo: $(STAMP)
-	$(PY) -m pipeline.demo --out out/demo
+	$(PY) -m pipeline.synthetic --out $(DEMO)/corpus --seed 0
+	$(PY) pipeline/curate.py --config configs/curate/local.yaml --input $(DEMO)/corpus --output $(DEMO)/curate
+	$(VENV)/bin/shards stats $(DEMO)/curate/shards
+	rm -rf $(DEMO)/train
+	$(VENV)/bin/deepspeed --num_gpus 1 model/train.py --config configs/train/tiny.yaml \
+		run_dir=$(DEMO)/train shards=[$(DEMO)/curate/shards] val_shards=[$(DEMO)/curate/shards]
+	mkdir -p $(DEMO)/generate
+	$(PY) -m model.render --input $(DEMO)/corpus/equirect_000.mp4 --output $(DEMO)/generate/input.mp4 \
+		--key 0:0,0,0,90 --key 3:40,5,0,90 --size 128x96
+	$(PY) -m model.generate --model $(DEMO)/train --input $(DEMO)/generate/input.mp4 --fov 90 \
+		--output $(DEMO)/generate --steps 10
+	@echo "demo: corpus in $(DEMO)/corpus, curation run in $(DEMO)/curate, trained model in $(DEMO)/train/unet,"
+	@echo "      360° video in $(DEMO)/generate/panorama.mp4"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
