@@ -9,12 +9,15 @@ STAMP  := $(VENV)/.installed
 env: $(STAMP)
 
 # torch/torchvision first, pinned to the wheels on this machine's disk; deepspeed needs torch at build time.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-build-isolation deepspeed
+	# pyiqa only for its MUSIQ network (evaluation's imaging quality); its full dependency set would
+	# replace headless OpenCV and pull in training stacks we do not use.
+	$(PY) -m pip install -q --no-deps pyiqa==0.1.16
 	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null) || \
 		echo "ffmpeg binary not found: using the one bundled with imageio-ffmpeg"; }
