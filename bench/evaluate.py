@@ -1,13 +1,17 @@
 """Evaluation cost per video: each metric of `python -m model.evaluate` on one 25-frame panorama.
 
     .venv/bin/python bench/evaluate.py [--height 256] [--frames 25] [--repeats 3] [--device cpu]
+        [--musiq-frames 2] [--musiq PATH]
 
 A synthetic equirect video (blocky texture with three great-circle lines) and a noisy copy stand
 in for ground truth and prediction; the poses are a simulated trajectory (paper eq. 3, FoV 90°).
 Times (median over repeats, after a warm-up): the visible-direction mask from the poses, masked
 PSNR, masked LPIPS (AlexNet, random trunk: the cost is the same as with real weights), the four
-square views + motion-smoothness proxy, line consistency (2 annotated frames × 2 neighbours,
-Hough + matching) and mp4 decoding of both videos. Prints one table.
+square views + motion-smoothness proxy, imaging quality (VBench's MUSIQ via pyiqa on the four
+views, `--musiq-frames` evenly spaced frames each; 0 = every frame as VBench; random weights of
+the same architecture unless `--musiq` gives the real ones: the cost is the same), line consistency
+(2 annotated frames × 2 neighbours, Hough + matching) and mp4 decoding of both videos. Prints one
+table.
 """
 
 import argparse
@@ -24,10 +28,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from geometry import equirect_to_perspective, simulate_trajectory, TrajectoryConfig  # noqa: E402
-from model.evaluate import visible_masks  # noqa: E402
+from model.evaluate import every_nth, visible_masks  # noqa: E402
 from model.poses import Poses  # noqa: E402
 from model.lines import detect_lines, draw_great_circles, great_circle_normal, line_consistency  # noqa: E402
-from model.metrics import LPIPSMetric, motion_smoothness, psnr, square_views  # noqa: E402
+from model.metrics import ImagingQualityScorer, LPIPSMetric, motion_smoothness, psnr, square_views  # noqa: E402
 from shards.video import decode_frames, write_mp4  # noqa: E402
 
 
@@ -47,6 +51,8 @@ def main():
     p.add_argument("--frames", type=int, default=25)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--musiq-frames", type=int, default=2, help="frames per view for MUSIQ (0: all, as VBench)")
+    p.add_argument("--musiq", help="MUSIQ-SPAQ weights (default: random weights, same cost)")
     args = p.parse_args()
     H, W, T = args.height, 2 * args.height, args.frames
 
@@ -65,8 +71,17 @@ def main():
     meta = {"poses": Poses(traj.fov_deg, traj.yaw, traj.pitch, traj.roll), "fov_hv": traj.fov_deg, "input_hw": view_hw}
     mask = visible_masks(meta, (H, W), T).any(0)
     lp = LPIPSMetric(pnet_rand=True, device=args.device)
+    views = square_views(pred)
+    musiq_frames = args.musiq_frames or T
 
     with tempfile.TemporaryDirectory() as tmp:
+        musiq = args.musiq
+        if musiq is None:
+            from pyiqa.archs.musiq_arch import MUSIQ
+
+            musiq = Path(tmp) / "musiq_random.pth"
+            torch.save(MUSIQ(pretrained=False).state_dict(), musiq)
+        imaging = ImagingQualityScorer(musiq, device=args.device)
         write_mp4(Path(tmp) / "gt.mp4", gt, 5.0)
         write_mp4(Path(tmp) / "pred.mp4", pred, 5.0)
         rows = [
@@ -75,6 +90,8 @@ def main():
             ("PSNR (union mask)", lambda: psnr(pred, gt, mask)),
             ("LPIPS (union mask)", lambda: lp(pred, gt, mask)),
             ("4 square views + motion", lambda: [motion_smoothness(v) for v in square_views(pred).values()]),
+            (f"imaging MUSIQ (4 views × {min(musiq_frames, T)} fr)",
+             lambda: [imaging(every_nth(v, musiq_frames)) for v in views.values()]),
             ("line consistency (2 frames)", lambda: line_consistency(pred, annotations, traj.yaw, traj.pitch,
                                                                      traj.roll, traj.fov_deg, view_hw)),
         ]
@@ -87,6 +104,8 @@ def main():
         print(f"{name:32s} {s:8.3f} {s / T * 1e3:9.1f}")
     total = sum(s for _, s in results)
     print(f"{'total':32s} {total:8.3f} {total / T * 1e3:9.1f}")
+    musiq_s = next(s for name, s in results if name.startswith("imaging"))
+    print(f"MUSIQ: {musiq_s / (4 * min(musiq_frames, T)) * 1e3:.1f} ms per scored {views['front'].shape[1]}² view frame")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python -m model.evaluate --pred DIR --gt DIR [--out DIR] [--name METHOD]
         [--lpips-weights alexnet.pth] [--i3d i3d_torchscript.pt]
-        [--clip CLIP_DIR --aesthetic-head head.pth] [--mask union|frame] [--device auto]
+        [--clip CLIP_DIR --aesthetic-head head.pth] [--musiq musiq_spaq_ckpt-358bb6af.pth]
+        [--mask union|frame] [--device auto]
 
 Per video, then averaged per trajectory kind (real / simulated, the two halves of Table 1):
 - PSNR and LPIPS inside the mask of visible directions, aggregated over frames (supp. §3.4). The
@@ -14,8 +15,8 @@ Per video, then averaged per trajectory kind (real / simulated, the two halves o
 - FVD (needs `--i3d`, a local I3D TorchScript file) on the full panoramas, per trajectory kind.
 - VBench-style scores on four square 90° views (front, right, back, left) of the generated video:
   motion smoothness (a frame-interpolation proxy without weights, see `model.metrics`), aesthetic
-  quality (needs `--clip` and `--aesthetic-head`), imaging quality (MUSIQ; no implementation
-  here, reported as skipped).
+  quality (needs `--clip` and `--aesthetic-head`), imaging quality (VBench's MUSIQ-SPAQ via pyiqa;
+  needs `--musiq`, a local copy of the weights).
 - Line consistency (EA-score, `model.lines`) for videos with a NAME.lines.json beside the gt.
 
 Directory layout (docs/evaluation.md): GT_DIR/NAME.mp4 + GT_DIR/NAME.json (+ NAME.lines.json),
@@ -45,8 +46,8 @@ GROUPS = ("real", "simulated")
 # Table 1 columns: (key in the per-video record / summary, header, decimals)
 COLUMNS = (("psnr", "PSNR↑", 2), ("lpips", "LPIPS↓", 4), ("fvd", "FVD↓", 1), ("imaging", "Imag.↑", 4),
            ("aesthetic", "Aes.↑", 4), ("motion", "Motion↑", 4))
-IMAGING_SKIPPED = ("imaging quality: VBench's MUSIQ model (pyiqa) is not part of this project; "
-                   "reported as not computed")
+IMAGING_SKIPPED = ("no --musiq PATH (pyiqa's MUSIQ-SPAQ weights, musiq_spaq_ckpt-358bb6af.pth): "
+                   "imaging quality not computed")
 
 
 @dataclass
@@ -58,6 +59,8 @@ class EvalConfig:
     i3d: str | None = None              # I3D TorchScript for FVD
     clip: str | None = None             # transformers CLIP directory for aesthetic quality
     aesthetic_head: str | None = None   # LAION aesthetic linear head
+    musiq: str | None = None            # pyiqa MUSIQ-SPAQ weights for imaging quality
+    musiq_frames: int | None = None     # score this many evenly spaced frames per view (default: all, as VBench)
     view_size: int | None = None        # side of the four square views (default H/2)
     fvd_frames: int = 16
 
@@ -137,6 +140,13 @@ def load_lines(path: Path, input_hw: tuple[int, int]) -> dict[int, np.ndarray]:
         raise ValueError(f"{path}: not a lines file ({{'width', 'height', 'frames': {{t: [[x1,y1,x2,y2],…]}}}}): {e}") from None
 
 
+def every_nth(video: np.ndarray, num_frames: int | None) -> np.ndarray:
+    """`num_frames` evenly spaced frames of a video (all of them when None or ≥ its length)."""
+    if not num_frames or num_frames >= len(video):
+        return video
+    return video[np.linspace(0, len(video) - 1, num_frames).round().astype(int)]
+
+
 # ------------------------------------------------------------------------------ report
 def _clean(x):
     """JSON-safe numbers: ∞ → "inf", NaN → null."""
@@ -196,11 +206,13 @@ def markdown_report(summary: dict, records: list[dict], method: str, skipped: di
             f"PSNR/LPIPS mask: {settings['mask']}. – = not computed (see below).", ""]
     if skipped:
         out += ["Not computed / caveats:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
-    out += ["## Per video", "", "| Video | Trajectory | Frames | PSNR↑ | LPIPS↓ | Aes.↑ | Motion↑ | Line cons.↑ |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += ["## Per video", "",
+            "| Video | Trajectory | Frames | PSNR↑ | LPIPS↓ | Imag.↑ | Aes.↑ | Motion↑ | Line cons.↑ |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         out.append(f"| {r['name']} | {r['trajectory']} | {r['frames']} | {_fmt(r['psnr'], 2)} | "
-                   f"{_fmt(r['lpips'], 4)} | {_fmt(r.get('aesthetic'), 4)} | {_fmt(r['motion'], 4)} | "
+                   f"{_fmt(r['lpips'], 4)} | {_fmt(r.get('imaging'), 4)} | {_fmt(r.get('aesthetic'), 4)} | "
+                   f"{_fmt(r['motion'], 4)} | "
                    f"{_fmt(r.get('line_consistency'), 4)} |")
     notes = [f"- {r['name']}: {n}" for r in records for n in r.get("notes", [])]
     if notes:
@@ -223,19 +235,22 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
     import torch
 
     from model.lines import line_consistency
-    from model.metrics import AestheticScorer, I3DFeatures, fvd, motion_smoothness, psnr, square_views
+    from model.metrics import (AestheticScorer, I3DFeatures, ImagingQualityScorer, fvd, motion_smoothness, psnr,
+                               square_views)
     from model.protocol import load_video_meta
 
     config = config or EvalConfig()
     if config.mask not in ("union", "frame"):
         raise ValueError(f"--mask: expected 'union' or 'frame', got {config.mask!r}")
+    if config.musiq_frames is not None and config.musiq_frames < 1:
+        raise ValueError(f"--musiq-frames: expected ≥ 1 frame, got {config.musiq_frames}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     pairs = find_videos(pred_dir, gt_dir)
     method = method or pred_dir.resolve().name
 
     # models load once, here (each missing set of weights becomes a "skipped" entry)
-    skipped = {"imaging": IMAGING_SKIPPED}
+    skipped = {}
     lpips_metric = load_lpips(config.lpips_weights, device, config.lpips_random)
     if lpips_metric.random_trunk:
         skipped["lpips_weights"] = ("LPIPS computed with a random AlexNet trunk (no --lpips-weights, nothing in "
@@ -243,6 +258,12 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
     i3d = I3DFeatures(config.i3d, device=device, num_frames=config.fvd_frames) if config.i3d else None
     if i3d is None:
         skipped["fvd"] = "no --i3d PATH (I3D TorchScript weights): FVD not computed"
+    imaging = ImagingQualityScorer(config.musiq, device=device) if config.musiq else None
+    if imaging is None:
+        skipped["imaging"] = IMAGING_SKIPPED
+    elif config.musiq_frames:
+        skipped["imaging_note"] = (f"imaging quality scored on {config.musiq_frames} evenly spaced frames per view "
+                                   "(VBench scores every frame)")
     aesthetic = None
     if config.clip and config.aesthetic_head:
         aesthetic = AestheticScorer(config.clip, config.aesthetic_head, device=device)
@@ -266,7 +287,8 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
         views = square_views(pred, size=config.view_size)
         record["motion"] = float(np.mean([motion_smoothness(v) for v in views.values()]))
         record["aesthetic"] = float(np.mean([aesthetic(v) for v in views.values()])) if aesthetic else None
-        record["imaging"] = None
+        record["imaging"] = (float(np.mean([imaging(every_nth(v, config.musiq_frames)) for v in views.values()]))
+                             if imaging else None)
         if item["lines"] is not None:
             poses = meta["poses"]
             annotations = load_lines(item["lines"], meta["input_hw"])
@@ -324,6 +346,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--i3d", help="I3D TorchScript file for FVD (skipped without it)")
     p.add_argument("--clip", help="transformers CLIP directory (ViT-L/14) for aesthetic quality")
     p.add_argument("--aesthetic-head", help="LAION aesthetic linear head (.pth) for aesthetic quality")
+    p.add_argument("--musiq", help="pyiqa MUSIQ-SPAQ weights (musiq_spaq_ckpt-358bb6af.pth) for imaging quality")
+    p.add_argument("--musiq-frames", type=int,
+                   help="imaging quality on N evenly spaced frames per view (default: every frame, as VBench)")
     p.add_argument("--view-size", type=int, help="side of the four square views (default: panorama height / 2)")
     p.add_argument("--device", default="auto", help="cpu, cuda, … (default: cuda when available)")
     return p.parse_args(argv)
@@ -334,11 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = EvalConfig(mask=args.mask, device=args.device, lpips_weights=args.lpips_weights,
                         lpips_random=args.lpips_random, i3d=args.i3d, clip=args.clip,
-                        aesthetic_head=args.aesthetic_head, view_size=args.view_size)
+                        aesthetic_head=args.aesthetic_head, musiq=args.musiq, musiq_frames=args.musiq_frames,
+                        view_size=args.view_size)
     t0 = time.perf_counter()
     try:
         report = evaluate(args.pred, args.gt, config, args.name)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = args.out or Path(args.pred).resolve().parent / f"eval_{Path(args.pred).resolve().name}"

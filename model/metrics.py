@@ -4,6 +4,8 @@ Image quality: PSNR and LPIPS [61], computed only inside the mask of visible dir
 aggregated over frames (supp. §3.4). Temporal coherence: FVD [46] on the full panorama, and
 VBench [25] motion smoothness / imaging / aesthetic quality on four square views (front, right,
 back, left) extracted from the panorama, because VBench is designed for perspective video.
+Imaging quality is VBench's own recipe: pyiqa's MUSIQ with the SPAQ weights, frames resized so
+the longer side is ≤ 512, score / 100 averaged over frames.
 Geometric consistency (line consistency, EA-score) lives in `model/lines.py`.
 
 Every metric that needs pretrained weights takes them from a local path only (nothing can be
@@ -34,6 +36,8 @@ __all__ = [
     "fvd",
     "motion_smoothness",
     "AestheticScorer",
+    "resize_longer_side",
+    "ImagingQualityScorer",
     "SQUARE_VIEWS",
     "square_views",
 ]
@@ -307,3 +311,73 @@ class AestheticScorer:
             emb = emb / emb.norm(dim=-1, keepdim=True)
             scores.append(self.head(emb)[:, 0].cpu())
         return float(torch.cat(scores).mean() / 10.0)
+
+
+# ------------------------------------------------------------- VBench imaging quality (MUSIQ)
+
+MUSIQ_CHECKPOINT = "musiq_spaq_ckpt-358bb6af.pth"  # pyiqa's MUSIQ trained on SPAQ: VBench's weights
+VBENCH_LONGER_SIDE = 512  # VBench's default "longer" preprocessing of imaging quality
+
+
+def resize_longer_side(frames: torch.Tensor, max_side: int = VBENCH_LONGER_SIDE) -> torch.Tensor:
+    """VBench's "longer" preprocessing: frames (T, 3, H, W) whose longer side exceeds `max_side`
+    are resized to (int(s·H), int(s·W)), s = max_side / max(H, W), with torchvision's bilinear
+    (antialiased) `Resize`, as `vbench/imaging_quality.py` does on the decoded uint8 frames;
+    smaller frames are returned unchanged (never upsampled)."""
+    from torchvision.transforms import functional as TF
+
+    h, w = frames.shape[-2:]
+    if max(h, w) <= max_side:
+        return frames
+    scale = max_side / max(h, w)
+    return TF.resize(frames, [int(scale * h), int(scale * w)], antialias=True)
+
+
+class ImagingQualityScorer:
+    """VBench Imaging Quality: MUSIQ [Ke et al. 2021] trained on SPAQ, run by pyiqa.
+
+    Per frame: uint8 RGB → longer side ≤ 512 (`resize_longer_side`) → [0, 1] → MUSIQ's predicted
+    mean opinion score on SPAQ's 0–100 scale; the video's score is the mean over frames / 100
+    (VBench reports it as a fraction: the paper's Imag. column is ≈ 0.4–0.5). The network's
+    output is not clipped, so a score can leave [0, 1] slightly.
+
+    `weights`: a local copy of pyiqa's `musiq_spaq_ckpt-358bb6af.pth` (a state dict of
+    `pyiqa.archs.musiq_arch.MUSIQ` with its default architecture). It is loaded exactly as VBench
+    does (`MUSIQ(pretrained_model_path=…)`), with `pretrained=False` so that pyiqa can never fall
+    back to its download URL: pyiqa only downloads when the path is an http(s) URL or when no path
+    is given, and the path here is checked to be an existing local file first.
+    """
+
+    def __init__(self, weights: str | os.PathLike, device: str = "cpu", batch_size: int = 4):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"--musiq: {path} is not a file (expected pyiqa's MUSIQ-SPAQ weights "
+                                    f"{MUSIQ_CHECKPOINT}, as a local path: nothing is downloaded)")
+        try:
+            from pyiqa.archs.musiq_arch import MUSIQ
+        except ImportError as e:
+            raise ImportError(f"--musiq: imaging quality needs pyiqa (pip install --no-deps pyiqa==0.1.16): {e}") from e
+        try:
+            model = MUSIQ(pretrained=False, pretrained_model_path=str(path))
+        except Exception as e:  # unpickling / missing or mismatched keys: all mean "not this checkpoint"
+            raise ValueError(f"--musiq: {path} is not a state dict of pyiqa's MUSIQ (default architecture, one "
+                             f"output: the SPAQ weights {MUSIQ_CHECKPOINT}): {type(e).__name__}: {e}") from None
+        self.model = model.to(device).eval()  # eval(): MUSIQ builds its multi-scale patches itself
+        self.device, self.batch_size = device, batch_size
+
+    @torch.no_grad()
+    def frame_scores(self, video: np.ndarray) -> np.ndarray:
+        """MUSIQ scores (T,) of a video (T, H, W, 3), on SPAQ's 0–100 scale."""
+        frames = np.asarray(video)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"video: expected (T, H, W, 3) RGB, got shape {frames.shape}")
+        if frames.dtype != np.uint8:  # VBench scores decoded uint8 frames: quantise alike
+            frames = (np.clip(to_unit_float(frames, "video"), 0, 1) * 255).round().astype(np.uint8)
+        frames = resize_longer_side(torch.from_numpy(frames).permute(0, 3, 1, 2))
+        scores = [self.model((frames[i:i + self.batch_size].float() / 255.0).to(self.device)).reshape(-1).cpu()
+                  for i in range(0, len(frames), self.batch_size)]
+        return torch.cat(scores).double().numpy()
+
+    def __call__(self, video: np.ndarray) -> float:
+        """The video's imaging quality: mean MUSIQ score over frames / 100."""
+        return float(self.frame_scores(video).mean() / 100.0)

@@ -200,3 +200,35 @@ def test_tiny_model_generation_end_to_end(protocol_dir, tmp_path):
         assert any("resized" in n for n in v["notes"])  # generated at 16×32, ground truth 96×192
     assert report["summary"]["simulated"]["videos"] == 1 and report["summary"]["real"]["videos"] == 1
     assert "| tiny |" in report["markdown"]
+
+
+def test_imaging_quality_column_with_local_musiq_weights(protocol_dir, tmp_path, capsys):
+    """`--musiq PATH` (random MUSIQ weights in pyiqa's checkpoint format) fills the Imag. column;
+    one video, one frame per view (`--musiq-frames 1`) to stay fast on a CPU."""
+    musiq_arch = pytest.importorskip("pyiqa.archs.musiq_arch", reason="pyiqa not installed")
+    import torch
+
+    torch.manual_seed(0)
+    weights = tmp_path / "musiq_random.pth"
+    torch.save(musiq_arch.MUSIQ(pretrained=False).state_dict(), weights)
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    name = "clip0_0000_sim0"
+    for suffix in (".mp4", ".json"):
+        (gt / f"{name}{suffix}").write_bytes((protocol_dir / "gt" / f"{name}{suffix}").read_bytes())
+    (pred / f"{name}.mp4").write_bytes((protocol_dir / "gt" / f"{name}.mp4").read_bytes())
+    out = tmp_path / "report"
+    assert evaluate_main(["--pred", str(pred), "--gt", str(gt), "--out", str(out), "--lpips-random",
+                          "--musiq", str(weights), "--musiq-frames", "1", "--view-size", "32", "--name", "m"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    imaging = report["videos"][0]["imaging"]
+    assert isinstance(imaging, float) and math.isfinite(imaging)
+    assert report["summary"]["simulated"]["imaging"] == pytest.approx(imaging)
+    assert "imaging" not in report["skipped"] and "1 evenly spaced frames" in report["skipped"]["imaging_note"]
+    table_row = (out / "report.md").read_text().splitlines()[4].split(" | ")
+    assert table_row[6 + 4] == f"{imaging:.4f}"  # Method, 6 real columns (–), Sim. PSNR, LPIPS, FVD, Imag.
+    # a weights path that is not a file is a clear error, not a download
+    assert evaluate_main(["--pred", str(pred), "--gt", str(gt), "--out", str(out), "--lpips-random",
+                          "--musiq", str(tmp_path / "nope.pth")]) == 2
+    assert "--musiq" in capsys.readouterr().err

@@ -189,3 +189,98 @@ def test_aesthetic_scorer_with_a_tiny_clip(tmp_path):
     assert score == pytest.approx(expected, rel=1e-5)
     with pytest.raises(FileNotFoundError, match="--aesthetic-head"):
         AestheticScorer(tmp_path / "clip", tmp_path / "none.pth")
+
+
+# ------------------------------------------------------------- imaging quality (MUSIQ, pyiqa)
+def test_resize_longer_side_is_vbench_longer_mode():
+    from model.metrics import resize_longer_side
+
+    big = torch.randint(0, 256, (1, 3, 300, 1000), dtype=torch.uint8)
+    out = resize_longer_side(big)
+    assert out.shape == (1, 3, 153, 512) and out.dtype == torch.uint8  # int(300·0.512), int(1000·0.512)
+    small = big[..., :200, :512]
+    assert resize_longer_side(small) is small  # never upsampled, untouched at exactly 512
+
+
+@pytest.fixture(scope="module")
+def musiq_checkpoint(tmp_path_factory):
+    """pyiqa's MUSIQ with its default (VBench) architecture and random weights, saved as a state dict
+    like `musiq_spaq_ckpt-358bb6af.pth`; returns (path, the network)."""
+    musiq_arch = pytest.importorskip("pyiqa.archs.musiq_arch", reason="pyiqa not installed")
+    torch.manual_seed(0)
+    net = musiq_arch.MUSIQ(pretrained=False).eval()
+    path = tmp_path_factory.mktemp("musiq") / "musiq_random.pth"
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to resolve or connect fails the test (the machine has no internet)."""
+    import socket
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access attempted during a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+def test_imaging_quality_loads_local_weights_offline_and_matches_vbench(musiq_checkpoint, no_network):
+    """Loaded through the user's path (`--musiq PATH`) with the network blocked, the score is
+    VBench's computation done by hand (`vbench/imaging_quality.py`): uint8 frame → torchvision
+    Resize to longer side 512 → /255 → MUSIQ one frame at a time → mean / 100."""
+    from torchvision import transforms
+
+    from model.metrics import ImagingQualityScorer
+
+    path, net = musiq_checkpoint
+    scorer = ImagingQualityScorer(path, batch_size=2)
+    for name, value in net.state_dict().items():
+        assert torch.equal(scorer.model.state_dict()[name], value), name  # the file's weights, not a re-init
+    video = (textured_video(t=1, h=40, w=600, seed=5) * 255).astype(np.uint8)  # longer side 600 > 512
+    score = scorer(video)
+
+    images = torch.from_numpy(video).permute(0, 3, 1, 2)
+    scale = 512.0 / 600
+    images = transforms.Resize(size=(int(scale * 40), int(scale * 600)))(images) / 255.0
+    with torch.no_grad():
+        expected = np.mean([float(net(images[i].unsqueeze(0))) for i in range(len(images))]) / 100.0
+    assert math.isfinite(score)
+    assert score == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert no_network == []
+
+
+def test_imaging_quality_is_deterministic_and_depends_on_content(musiq_checkpoint):
+    """A random network judges nothing, but its score is a fixed function of the frames: a
+    textured and a flat frame score differently, and scoring a frame alone or in a batch (whose
+    other frame differs) gives the same value."""
+    from model.metrics import ImagingQualityScorer
+
+    scorer = ImagingQualityScorer(musiq_checkpoint[0], batch_size=2)
+    textured = (textured_video(t=1, h=48, w=48, seed=6) * 255).astype(np.uint8)
+    flat = np.full_like(textured, 128)
+    both = scorer.frame_scores(np.concatenate([textured, flat]))
+    assert both.shape == (2,) and np.isfinite(both).all()
+    assert abs(both[0] - both[1]) > 1e-2  # an input-blind network would tie
+    alone = scorer(textured)
+    assert alone == pytest.approx(both[0] / 100.0, rel=1e-5, abs=1e-7)
+
+
+def test_imaging_quality_rejects_bad_weights(tmp_path):
+    pytest.importorskip("pyiqa.archs.musiq_arch", reason="pyiqa not installed")
+    from model.metrics import ImagingQualityScorer
+
+    with pytest.raises(FileNotFoundError, match="--musiq: .*missing.pth is not a file"):
+        ImagingQualityScorer(tmp_path / "missing.pth")
+    with pytest.raises(FileNotFoundError, match="--musiq"):
+        ImagingQualityScorer("https://example.com/musiq_spaq_ckpt-358bb6af.pth")  # never a download
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"head.weight": torch.zeros(10, 384), "head.bias": torch.zeros(10)}, wrong)
+    with pytest.raises(ValueError, match="--musiq: .*wrong.pth is not a state dict of pyiqa's MUSIQ"):
+        ImagingQualityScorer(wrong)
