@@ -1,0 +1,62 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import InputConfig
+from pipeline.download import DownloadError, ensure_local, source_kind
+from pipeline.config import DownloadConfig
+from pipeline.manifest import ManifestError, read_manifest
+
+PARQUET_360 = Path(__file__).resolve().parents[3] / "shared" / "data" / "360-1M-Filtered_24k.parquet"
+
+
+def test_directory_lists_videos_only(tmp_path):
+    for name in ["b.mp4", "a b.MOV", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"x")
+    df = read_manifest(tmp_path, InputConfig())
+    assert df["video_id"].tolist() == ["a-b", "b"]
+    assert all(Path(s).parent == tmp_path for s in df["source"])
+
+
+def test_tables_with_path_or_url(tmp_path):
+    pd.DataFrame({"path": ["v/one.mp4", "/abs/two.mp4"], "likes": [3, 70]}).to_csv(tmp_path / "m.csv", index=False)
+    df = read_manifest(tmp_path / "m.csv", InputConfig(min_likes=50))
+    assert df["source"].tolist() == ["/abs/two.mp4"] and df["likes"].tolist() == [70]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps({"url": u}) for u in
+                                                ["https://example.com/x/clip.mp4", "s3://bucket/clip.mp4"]))
+    df = read_manifest(tmp_path / "m.jsonl", InputConfig())
+    assert df["video_id"].tolist()[0].startswith("clip-") and df["video_id"].nunique() == 2  # made unique
+    pd.DataFrame({"title": ["x"]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ManifestError, match="needs a `path`, `url` or `id` column"):
+        read_manifest(tmp_path / "bad.parquet", InputConfig())
+
+
+@pytest.mark.skipif(not PARQUET_360.is_file(), reason=f"{PARQUET_360} not present")
+def test_360_1m_parquet_likes_filter():
+    df = read_manifest(PARQUET_360, InputConfig(min_likes=50))
+    assert len(df) == 1167  # REFERENCE.md: likes > 50 keeps 1,167 of 24,596 rows
+    assert df["source"].str.startswith("youtube:").all()
+    assert df["video_id"].str.fullmatch(r"[A-Za-z0-9_-]+").all()
+    assert (df["likes"] > 50).all() and df["category"].notna().any()
+
+
+def test_source_kinds_and_local_fetch(tmp_path):
+    assert [source_kind(s) for s in ["youtube:abc", "https://x/y.mp4", "s3://b/k.mp4", "/a/b.mp4", "file:///a"]] == \
+        ["youtube", "http", "fsspec", "local", "local"]
+    with pytest.raises(DownloadError) as e:
+        ensure_local(str(tmp_path / "missing.mp4"), "m", DownloadConfig(), tmp_path)
+    assert e.value.reason == "missing_path"
+
+
+def test_fsspec_source_is_copied_and_cached(tmp_path):
+    import fsspec
+
+    with fsspec.open("memory://bucket/v.mp4", "wb") as f:
+        f.write(b"video-bytes")
+    cfg = DownloadConfig(retries=0)
+    path = ensure_local("memory://bucket/v.mp4", "vid", cfg, tmp_path / "cache")
+    assert path.read_bytes() == b"video-bytes" and path.parent == tmp_path / "cache"
+    fsspec.filesystem("memory").rm("bucket/v.mp4")
+    assert ensure_local("memory://bucket/v.mp4", "vid", cfg, tmp_path / "cache") == path  # cached
