@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 
 import av
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 from shards.video import (VideoInfo, decode_frames, encode_mp4, ffmpeg_exe, probe,
                           sample_indices, write_mp4)
 
-SAMPLE = "/work/shared/data/samples/testRoom1_1920Mono.mp4"
+# the team's shared sample media sit beside the repository (../shared), never inside it
+SAMPLE = str(Path(__file__).resolve().parents[3] / "shared" / "data" / "samples" / "testRoom1_1920Mono.mp4")
 
 
 def test_ffmpeg_exe_runs():
