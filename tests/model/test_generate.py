@@ -40,10 +40,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def svd(tiny):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one thread each avoids oversubscription stalls
-    yield load_svd(tiny)
-    torch.set_num_threads(threads)
+    return load_svd(tiny)
 
 
 @pytest.fixture(scope="module")

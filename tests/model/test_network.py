@@ -12,15 +12,6 @@ from model.network import (added_time_ids, build_tiny_svd, check_svd_dir, clip_e
                            vae_encode)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run ~10× faster on one thread than on two when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return build_tiny_svd(tmp_path_factory.mktemp("svd") / "tiny", num_frames=4)

@@ -35,15 +35,6 @@ def make_shards(out: Path, n: int = 3, T: int = 10, H: int = 16, W: int = 32) ->
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run ~10× faster on one thread than on two when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory):
     return make_shards(tmp_path_factory.mktemp("shards"))
