@@ -279,6 +279,17 @@ def _warn_weak(report: TrackingReport, name: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- poses
+def read_poses_json(path: str | os.PathLike, missing: str = "no such poses file") -> dict:
+    """The parsed JSON of a poses file; a clear error naming the file when absent or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
 @dataclass
 class Poses:
     """FoV (h, v) or (h,) and per-frame yaw/pitch/roll in degrees (see the module docstring)."""
@@ -371,14 +382,7 @@ class Poses:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Poses":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such poses file")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(d, name=str(path))
+        return cls.from_dict(read_poses_json(path), name=str(path))
 
 
 def estimate_poses(frames: np.ndarray, fov_deg, fps: float | None = None, start_deg=(0.0, 0.0, 0.0),

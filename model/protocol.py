@@ -222,15 +222,9 @@ def build_protocol(urls: Sequence[str], out: str | Path, config, simulated: int 
 
 def load_video_meta(path: str | Path) -> dict:
     """Read a protocol video's poses JSON (NAME.json), checked: fov_deg, yaw/pitch/roll, width, height."""
-    from model.poses import Poses
+    from model.poses import Poses, read_poses_json
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no poses file beside the ground truth (written by model.protocol)")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    d = read_poses_json(path, missing="no poses file beside the ground truth (written by model.protocol)")
     poses = Poses.from_dict(d, name=str(path))
     for key in ("width", "height"):
         if not isinstance(d.get(key), int) or d[key] <= 0:
