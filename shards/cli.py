@@ -287,7 +287,8 @@ def cmd_show(args) -> int:
     print(json.dumps(sample.meta, indent=2, sort_keys=True))
     print(f"# members: mp4 {len(sample.mp4)} B" + (f", jpg {len(sample.jpg)} B" if sample.jpg else ", no jpg"))
     if args.out:
-        contact_sheet(sample.mp4, args.out, title=f"{sample.key} ({sample.meta.get('category')})")
+        category = sample.meta.get("category") or "no category"
+        contact_sheet(sample.mp4, args.out, title=f"{sample.key} ({category})")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
