@@ -89,7 +89,12 @@ def _cached_grid(build):
         mine = [v for (name, _), v in _grid_cache.items() if name == build.__name__]
         return CacheInfo(stats["hits"], stats["misses"], len(mine), sum(map(_nbytes, mine)))
 
+    def cache_clear() -> None:
+        for key in [k for k in _grid_cache if k[0] == build.__name__]:
+            del _grid_cache[key]
+
     cached.cache_info = cache_info
+    cached.cache_clear = cache_clear
     return cached
 
 
