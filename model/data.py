@@ -425,17 +425,25 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
     return edge | np.roll(edge, 1, axis=1) | np.roll(edge, -1, axis=1)  # 2 px wide so it shows
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(…,C,H,W) float in [−1,1] → (…,H,W,C) uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).numpy()
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(…,C,H,W) float in [−1,1] → (…,H,W,C) uint8 (the inverse of `to_signed_unit`)."""
+    return ((x.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).numpy()
+
+
+def outlined(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(T,H,W,3) uint8 frames with each frame's (T,H,W) mask boundary drawn in OUTLINE_RGB (a copy)."""
+    out = frames.copy()
+    for t in range(len(out)):
+        out[t][mask_outline(mask[t])] = OUTLINE_RGB
+    return out
 
 
 def preview_frames(pair: dict[str, Any]) -> np.ndarray:
     """(T, H, W_total, 3) uint8: target | condition with mask outline | perspective input."""
     import cv2
 
-    target, condition, pers = _to_uint8(pair["target"]), _to_uint8(pair["condition"]), _to_uint8(pair["pers"])
-    mask = pair["mask"][:, 0].numpy() > 0.5
+    target, pers = to_uint8(pair["target"]), to_uint8(pair["pers"])
+    condition = outlined(to_uint8(pair["condition"]), pair["mask"][:, 0].numpy() > 0.5)
     T, H, W, _ = target.shape
     h_fov, v_fov = (float(f) for f in pair["fov"])
     # show the CLIP input at the FoV's true aspect (it is stored square)
@@ -444,10 +452,8 @@ def preview_frames(pair: dict[str, Any]) -> np.ndarray:
     gap = np.full((H, max(2, W // 64), 3), 255, np.uint8)
     rows = []
     for t in range(T):
-        cond = condition[t].copy()
-        cond[mask_outline(mask[t])] = OUTLINE_RGB
         p = cv2.resize(pers[t], (pers_w, H), interpolation=cv2.INTER_LINEAR)
-        rows.append(np.concatenate([target[t], gap, cond, gap, p], axis=1))
+        rows.append(np.concatenate([target[t], gap, condition[t], gap, p], axis=1))
     return np.stack(rows)
 
 

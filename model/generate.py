@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from model import edm
+from model.data import native_render_hw, outlined, resize_frames, to_signed_unit, to_uint8
 
 log = logging.getLogger("model.generate")
 
@@ -319,7 +320,6 @@ def condition_canvas(pers: np.ndarray, poses, height: int) -> tuple[np.ndarray, 
     projection neither aliases a large input nor invents detail (as for training pairs).
     """
     from geometry import perspective_to_equirect
-    from model.data import native_render_hw, resize_frames
 
     fov = poses.fov_pair(pers.shape[1:3])
     small = resize_frames(pers, native_render_hw(fov, (height, 2 * height)))
@@ -347,7 +347,6 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
     """
     from tqdm import tqdm
 
-    from model.data import resize_frames, to_signed_unit
     from model.network import added_time_ids, clip_embeddings, encode_condition, vae_decode
 
     device, dtype = svd.unet.device, svd.unet.dtype
@@ -386,7 +385,7 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
         if trace is not None:
             trace.append({"window": w, "condition": cond_px, "frames": frames, "latents": latents.cpu()})
     bar.close()
-    panorama = ((out[:N].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    panorama = to_uint8(out[:N])
     return {"panorama": panorama, "canvas": canvas, "mask": mask, "windows": windows,
             "seam": float(np.mean(seams))}
 
@@ -394,26 +393,14 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
 # ------------------------------------------------------------------------------------- outputs
 def preview_grid(canvas: np.ndarray, mask: np.ndarray, panorama: np.ndarray, rows: int = 4) -> np.ndarray:
     """A few frames (evenly spaced): condition canvas with the mask outline | generated panorama."""
-    from model.data import OUTLINE_RGB, mask_outline
-
     T, H, W, _ = panorama.shape
     gap = np.full((H, max(2, W // 64), 3), 255, np.uint8)
     lines = []
-    for t in np.unique(np.linspace(0, T - 1, min(rows, T)).round().astype(int)):
-        c = canvas[t].copy()
-        c[mask_outline(mask[t])] = OUTLINE_RGB
+    shown = np.unique(np.linspace(0, T - 1, min(rows, T)).round().astype(int))
+    for c, t in zip(outlined(canvas[shown], mask[shown]), shown):
         lines.append(np.concatenate([c, gap, panorama[t]], axis=1))
         lines.append(np.full((max(2, H // 32), lines[-1].shape[1], 3), 255, np.uint8))
     return np.concatenate(lines[:-1], axis=0)
-
-
-def outlined(canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    from model.data import OUTLINE_RGB, mask_outline
-
-    out = canvas.copy()
-    for t in range(len(out)):
-        out[t][mask_outline(mask[t])] = OUTLINE_RGB
-    return out
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from model import edm
 from model.config import TrainConfig
-from model.data import PairDataset
+from model.data import PairDataset, to_uint8
 from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
                            drop_conditions, encode_condition, encode_target, load_svd, sample_sigma_cond,
                            unet_fn, vae_decode)
@@ -176,11 +176,6 @@ def generate(unet, svd: SVD, pair: dict, cfg: TrainConfig, device, dtype, seed: 
     sigmas = edm.karras_sigmas(cfg.train.val_sampler_steps)
     latents = edm.sample_euler(D, noise, sigmas)
     return vae_decode(svd.vae, latents)[0]  # (T, 3, H, W) in [-1, 1]
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) in [-1, 1] → (T, H, W, 3) uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def contact_sheet(rows: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:

@@ -23,14 +23,6 @@ from model.spherical_metadata import inject_spherical_v1, read_spherical_v1
 from shards.video import decode_frames, encode_mp4, ffmpeg_exe, probe, write_mp4
 
 
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.float32)
-    for s, a in ((8, 1.0), (32, 0.6), (64, 0.3)):
-        img += a * cv2.resize(rng.random((max(2, s // 2), s, 3)).astype(np.float32), (w, h),
-                              interpolation=cv2.INTER_CUBIC)
-    img -= img.min()
-    return (img / img.max() * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +36,11 @@ def svd(tiny):
 
 
 @pytest.fixture(scope="module")
-def clip_mp4(tmp_path_factory):
+def clip_mp4(tmp_path_factory, make_texture):
     """A perspective clip (8 frames, 64×48, FoV 90°) panning right over a textured panorama."""
     path = tmp_path_factory.mktemp("clip") / "pers.mp4"
     n = np.arange(8.0)
-    write_mp4(path, equirect_to_perspective(texture(256, 512), 90, 3 * n, 0 * n, 0 * n, out_hw=(48, 64)), 5, crf=12)
+    write_mp4(path, equirect_to_perspective(make_texture(256, 512), 90, 3 * n, 0 * n, 0 * n, out_hw=(48, 64)), 5, crf=12)
     return path
 
 
@@ -68,11 +60,11 @@ def test_windows_follow_T_and_S(N, T, S, n):
         plan_windows(N, T, T)
 
 
-def test_context_frames_are_the_previous_windows_generated_frames(svd, tiny):
+def test_context_frames_are_the_previous_windows_generated_frames(svd, tiny, make_texture):
     """11 frames, T = 6, S = 2 → 3 windows; window k's first S condition frames are exactly window
     k−1's last S decoded frames, and the output keeps them."""
     n = np.arange(11.0)
-    pers = equirect_to_perspective(texture(128, 256), 90, 2 * n, 0 * n, 0 * n, out_hw=(24, 32))
+    pers = equirect_to_perspective(make_texture(128, 256), 90, 2 * n, 0 * n, 0 * n, out_hw=(24, 32))
     poses = Poses(90.0, 2 * n, 0 * n, 0 * n)
     cfg = GenerateConfig(height=16, window=6, context=2, steps=1, guidance=(1.0, 1.0))
     trace = []

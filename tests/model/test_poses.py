@@ -19,20 +19,9 @@ from model.poses import (Poses, WeakTrackingWarning, chain_rotations, estimate_e
 from shards.video import write_mp4
 
 
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A panorama with detail at several scales (trackable corners everywhere), uint8 (h, w, 3)."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.float32)
-    for s, a in ((8, 1.0), (32, 0.6), (128, 0.4), (256, 0.3)):
-        img += a * cv2.resize(rng.random((max(2, s // 2), s, 3)).astype(np.float32), (w, h),
-                              interpolation=cv2.INTER_CUBIC)
-    img -= img.min()
-    return (img / img.max() * 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
-def world():
-    return texture(512, 1024)
+def world(make_texture):
+    return make_texture(512, 1024, fine=True)  # corners to track everywhere
 
 
 def relative_errors(poses: Poses, yaw, pitch, roll) -> np.ndarray:

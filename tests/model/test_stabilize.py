@@ -1,5 +1,4 @@
 """Stabilisation: a fixed-orientation (or smoothed) view through the inverse of the rotations."""
-import cv2
 import numpy as np
 
 from geometry import equirect_to_perspective, rotate_equirect, rotation_matrix
@@ -8,14 +7,6 @@ from model.stabilize import main, smooth_rotations, stabilised_path, view_rotati
 from shards.video import decode_frames, write_mp4
 
 
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.float32)
-    for s, a in ((8, 1.0), (32, 0.6), (64, 0.3)):  # no finer detail: H.264 chroma would blur it
-        img += a * cv2.resize(rng.random((max(2, s // 2), s, 3)).astype(np.float32), (w, h),
-                              interpolation=cv2.INTER_CUBIC)
-    img -= img.min()
-    return (img / img.max() * 255).astype(np.uint8)
 
 
 def mean_step(frames: np.ndarray) -> float:
@@ -42,10 +33,10 @@ def test_view_rotations_invert_the_panorama_rotation():
     np.testing.assert_allclose(P @ V, S, atol=1e-12)  # the panorama turned by P_k, then viewed at P_kᵀ·S: S
 
 
-def test_handheld_360_video_is_stabilised_without_poses(tmp_path):
+def test_handheld_360_video_is_stabilised_without_poses(tmp_path, make_texture):
     """A 360° camera that shakes: its equirect frames are the world rotated by R_k. The output must
     be the same fixed view of the world in every frame."""
-    world = texture(256, 512)
+    world = make_texture(256, 512)
     n = np.arange(8.0)
     yaw, pitch, roll = 4 * np.sin(n), 3 * np.cos(1.3 * n) - 3, 2 * np.sin(0.7 * n)
     shaky = rotate_equirect(np.repeat(world[None], len(n), 0), yaw, pitch, roll)  # frame(d) = world(R_k·d)
@@ -68,10 +59,10 @@ def test_handheld_360_video_is_stabilised_without_poses(tmp_path):
     assert mean_step(stable360) < 0.3 * mean_step(shaky)
 
 
-def test_generated_panorama_with_poses_keeps_the_full_fov(tmp_path):
+def test_generated_panorama_with_poses_keeps_the_full_fov(tmp_path, make_texture):
     """A world-fixed panorama (as model.generate writes) and shaky poses: a constant view at the
     first pose, with the poses' full FoV (the output aspect follows it)."""
-    world = texture(128, 256)
+    world = make_texture(128, 256)
     write_mp4(tmp_path / "pano.mp4", np.repeat(world[None], 6, 0), fps=5, crf=10)
     n = np.arange(6.0)
     Poses((80.0, 60.0), 10 + 3 * np.sin(n), 2 * np.cos(n), np.sin(n), fps=5.0).save(tmp_path / "poses.json")
