@@ -36,6 +36,15 @@ from tqdm import tqdm
 import geometry
 from shards.video import write_mp4
 
+# Rendering precision. float64, not float64: the same seed must give byte-identical files on any
+# machine. numpy's float64 transcendentals (exp, arctan2, …) and BLAS products take different SIMD
+# paths on different CPUs (and for differently aligned arrays), differing in the last bits; in
+# float64 such a difference flips a uint8 rounding or a ray hit test every few thousand pixels, and
+# one flipped pixel changes every x264 decision after it. In float64 the same ulp differences are
+# ~1e-13 of a grey level: they never reach a rounding or a hit test. Dot products are written out
+# (`_dot`) rather than left to BLAS, whose kernel (and FMA use) depends on the CPU.
+F = np.float64
+
 LABEL_COLUMNS = ["file", "expected_verdict", "expected_stage", "expected_reason", "kind", "description"]
 
 
@@ -130,8 +139,14 @@ class Scene:
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
     """One colour from hue in [0, 1), saturation and value, as float rgb in [0, 1]."""
-    hsv = np.array([[[h * 180.0, s * 255.0, v * 255.0]]], dtype=np.float32)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
+    hsv = np.array([[[h * 180.0, s * 255.0, v * 255.0]]], dtype=F)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(F) / 255.0
+
+
+def _dot(a: np.ndarray, b) -> np.ndarray:
+    """a · b over the last axis (length 3), elementwise: the same bits on every CPU (see F)."""
+    b = np.asarray(b, F)
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
 def _local(lon_deg, lat_deg) -> np.ndarray:
@@ -186,7 +201,7 @@ def sample_scene(rng: np.random.Generator, seconds: float) -> Scene:
         yaw0=yaw0, yaw_rate=yaw_rate, pitch0=float(rng.uniform(-6, 6)),
         roll0=float(rng.uniform(-5, 5)), wobble_amp=float(rng.uniform(1.0, 4.0)),
         wobble_freq=float(rng.uniform(0.15, 0.5)),
-        perm=rng.permutation(256).astype(np.int64), lattice=rng.uniform(0, 1, 256).astype(np.float32))
+        perm=rng.permutation(256).astype(np.int64), lattice=rng.uniform(0, 1, 256).astype(F))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,22 +219,22 @@ def view_directions(height: int, width: int) -> np.ndarray:
     xyz = np.asarray(geometry.lonlat_to_xyz(lon, lat), dtype=np.float64)
     basis = np.stack([np.asarray(geometry.lonlat_to_xyz(np.float64(a), np.float64(b)), np.float64)
                       for a, b in ((90.0, 0.0), (0.0, 90.0), (0.0, 0.0))])  # right, up, forward
-    return (xyz @ basis.T).astype(np.float32)
+    return np.stack([_dot(xyz, axis) for axis in basis], -1).astype(F)
 
 
 def value_noise(p: np.ndarray, perm: np.ndarray, lattice: np.ndarray, octaves: int = 4) -> np.ndarray:
     """Fractal value noise in [0, 1] at points p (..., D), smooth in p (so seamless on the sphere)."""
-    total = np.zeros(p.shape[:-1], np.float32)
+    total = np.zeros(p.shape[:-1], F)
     amp, norm = 1.0, 0.0
     for o in range(octaves):
         q = p * (2.0 ** o)
         i0 = np.floor(q).astype(np.int64)
-        f = (q - i0).astype(np.float32)
+        f = (q - i0).astype(F)
         f = f * f * (3.0 - 2.0 * f)  # smoothstep: C1 across lattice cells
-        acc = np.zeros(p.shape[:-1], np.float32)
+        acc = np.zeros(p.shape[:-1], F)
         for corner in range(2 ** p.shape[-1]):
             h = np.zeros(p.shape[:-1], np.int64) + o * 31
-            w = np.ones(p.shape[:-1], np.float32)
+            w = np.ones(p.shape[:-1], F)
             for d in range(p.shape[-1]):
                 bit = (corner >> d) & 1
                 h = perm[(h + i0[..., d] + bit) & 255]
@@ -234,9 +249,9 @@ def value_noise(p: np.ndarray, perm: np.ndarray, lattice: np.ndarray, octaves: i
 def render_background(dirs: np.ndarray, scene: Scene, origin=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """Static world (sky, ground, buildings) seen along dirs (..., 3) from origin (metres).
 
-    Returns rgb (..., 3) float32 in [0, 1] and the hit distance (..., ) (inf for the sky).
+    Returns rgb (..., 3) float64 in [0, 1] and the hit distance (..., ) (inf for the sky).
     """
-    o = np.asarray(origin, np.float32)
+    o = np.asarray(origin, F)
     dx, dy, dz = dirs[..., 0], dirs[..., 1], dirs[..., 2]
 
     # sky: horizon → zenith gradient, clouds from 3-D noise on the direction itself, a sun disc
@@ -245,14 +260,14 @@ def render_background(dirs: np.ndarray, scene: Scene, origin=(0.0, 0.0, 0.0)) ->
     sky = dy > 0
     clouds = value_noise(dirs[sky] * 3.0, scene.perm, scene.lattice, octaves=4)
     cover = (np.clip((clouds - 0.5) * 3.0, 0.0, 1.0) * np.clip(dy[sky] * 4.0, 0.0, 1.0))[:, None]
-    rgb[sky] = rgb[sky] * (1 - 0.8 * cover) + 0.8 * cover * np.float32(0.97)
-    sun_glow = np.clip((dirs @ scene.sun - 0.995) / 0.005, 0.0, 1.0)[..., None]
+    rgb[sky] = rgb[sky] * (1 - 0.8 * cover) + 0.8 * cover * F(0.97)
+    sun_glow = np.clip((_dot(dirs, scene.sun) - 0.995) / 0.005, 0.0, 1.0)[..., None]
     rgb = rgb * (1 - sun_glow) + sun_glow
-    depth = np.full(dirs.shape[:-1], np.inf, np.float32)
+    depth = np.full(dirs.shape[:-1], np.inf, F)
 
     # ground plane y = -cam_height: paving tiles, per-tile tint, fine noise, then fog
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_ground = np.where(dy < -1e-4, (-scene.cam_height - o[1]) / dy, np.inf).astype(np.float32)
+        t_ground = np.where(dy < -1e-4, (-scene.cam_height - o[1]) / dy, np.inf).astype(F)
     ground = np.isfinite(t_ground)
     tg = t_ground[ground]
     gx = o[0] + tg * dx[ground]
@@ -272,9 +287,9 @@ def render_background(dirs: np.ndarray, scene: Scene, origin=(0.0, 0.0, 0.0)) ->
     # buildings: ray / axis-aligned box slabs; the nearest hit in front of what is there wins
     inv = 1.0 / np.where(np.abs(dirs) < 1e-6, 1e-6, dirs)
     for b in scene.buildings:
-        lo = np.array([b.center[0] - b.half[0], -scene.cam_height, b.center[1] - b.half[1]], np.float32)
+        lo = np.array([b.center[0] - b.half[0], -scene.cam_height, b.center[1] - b.half[1]], F)
         hi = np.array([b.center[0] + b.half[0], b.height - scene.cam_height, b.center[1] + b.half[1]],
-                      np.float32)
+                      F)
         t1, t2 = (lo - o) * inv, (hi - o) * inv
         tnear, tfar = np.minimum(t1, t2), np.maximum(t1, t2)
         t_in = tnear.max(-1)
@@ -282,18 +297,18 @@ def render_background(dirs: np.ndarray, scene: Scene, origin=(0.0, 0.0, 0.0)) ->
         if not hit.any():
             continue
         axis = tnear[hit].argmax(-1)  # which slab was entered last: the face that was hit
-        normal = np.zeros((axis.size, 3), np.float32)
+        normal = np.zeros((axis.size, 3), F)
         normal[np.arange(axis.size), axis] = -np.sign(dirs[hit][np.arange(axis.size), axis])
         th = t_in[hit]
         p = o + th[:, None] * dirs[hit]
-        light = 0.45 + 0.55 * np.clip(normal @ scene.sun, 0.0, 1.0)
+        light = 0.45 + 0.55 * np.clip(_dot(normal, scene.sun), 0.0, 1.0)
         floors = 0.9 + 0.1 * (np.mod(p[:, 1] + scene.cam_height, 3.0) > 0.4)  # storey bands
         grain = value_noise(p * 1.5, scene.perm, scene.lattice, octaves=2)
         col = b.color * (light * floors * (0.85 + 0.3 * grain))[:, None]
         fog = np.exp(-th / scene.fog_dist)[:, None]
         rgb[hit] = col * fog + scene.sky_horizon * (1 - fog)
         depth[hit] = th
-    return rgb.astype(np.float32), depth
+    return rgb.astype(F), depth
 
 
 def ball_center(ball: Ball, t: float) -> np.ndarray:
@@ -307,16 +322,16 @@ def draw_balls(rgb: np.ndarray, depth: np.ndarray, dirs: np.ndarray, scene: Scen
     """Striped, Lambert-lit spheres at time t composited over rgb with a depth test (new array)."""
     out = rgb.copy()
     depth = depth.copy()
-    o = np.asarray(origin, np.float32)
+    o = np.asarray(origin, F)
     for ball in scene.balls:
-        c = (ball_center(ball, t) - o).astype(np.float32)
-        cdist = float(np.linalg.norm(c))
+        c = (ball_center(ball, t) - o).astype(F)
+        cdist = float(np.sqrt(_dot(c, c)))
         cos_r = np.sqrt(max(0.0, 1.0 - (ball.radius / cdist) ** 2))
-        near = dirs @ (c / cdist) > cos_r - 1e-3  # cheap cone test before the quadratic
+        near = _dot(dirs, c / cdist) > cos_r - 1e-3  # cheap cone test before the quadratic
         if not near.any():
             continue
         d = dirs[near]
-        b = d @ c
+        b = _dot(d, c)
         disc = b * b - cdist * cdist + ball.radius ** 2
         hit = disc > 0
         th = b - np.sqrt(np.maximum(disc, 0.0))
@@ -326,7 +341,7 @@ def draw_balls(rgb: np.ndarray, depth: np.ndarray, dirs: np.ndarray, scene: Scen
         n = (th[hit, None] * d[hit] - c) / ball.radius
         stripes = np.sin(5.0 * np.arctan2(n[:, 0], n[:, 2]) + ball.spin * t) > 0
         col = np.where(stripes[:, None], ball.color_a, ball.color_b)
-        light = 0.35 + 0.65 * np.clip(n @ scene.sun, 0.0, 1.0)
+        light = 0.35 + 0.65 * np.clip(_dot(n, scene.sun), 0.0, 1.0)
         idx = np.flatnonzero(near)[hit]
         flat = out.reshape(-1, 3)
         flat[idx] = col * light[:, None]
@@ -345,15 +360,15 @@ def camera_angles(scene: Scene, times: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """float rgb in [0, 1] → uint8, rounded to nearest."""
-    return np.clip(rgb * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
+    return np.clip(rgb * F(255.0) + F(0.5), 0, 255).astype(np.uint8)
 
 
 def render_world_frames(scene: Scene, height: int, width: int, times: np.ndarray, move: bool = True,
                         origin=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """(T, H, W, 3) float32 equirect frames in the world frame (no camera rotation yet)."""
+    """(T, H, W, 3) float64 equirect frames in the world frame (no camera rotation yet)."""
     dirs = view_directions(height, width)
     bg, depth = render_background(dirs, scene, origin)
-    frames = np.empty((len(times), height, width, 3), np.float32)
+    frames = np.empty((len(times), height, width, 3), F)
     for k, t in enumerate(times):
         frames[k] = draw_balls(bg, depth, dirs, scene, float(t) if move else 0.0, origin)
     return frames
@@ -362,7 +377,7 @@ def render_world_frames(scene: Scene, height: int, width: int, times: np.ndarray
 def rotate_frames(world: np.ndarray, yaw, pitch, roll) -> np.ndarray:
     """The camera's view of each world frame: geometry.rotate_equirect with one rotation per frame."""
     return np.asarray(geometry.rotate_equirect(world, np.asarray(yaw), np.asarray(pitch),
-                                               np.asarray(roll)), np.float32)
+                                               np.asarray(roll)), F)
 
 
 def render_valid(scene: Scene, height: int, width: int, times: np.ndarray,
@@ -389,13 +404,13 @@ def squash_pair(first: np.ndarray, second: np.ndarray, axis: int) -> np.ndarray:
 def fisheye_directions(size: int, fov_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
     """Camera-local directions of an equidistant fisheye image (size × size) looking forward, and
     the mask of pixels inside its image circle."""
-    c = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
+    c = (np.arange(size, dtype=F) + 0.5) / size * 2.0 - 1.0
     x, y = np.meshgrid(c, -c)
     r = np.hypot(x, y)
     theta = r * np.radians(fov_deg) / 2.0  # equidistant: angle from the axis ∝ image radius
     phi = np.arctan2(y, x)
     dirs = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1)
-    return dirs.astype(np.float32), r <= 1.0
+    return dirs.astype(F), r <= 1.0
 
 
 def sample_equirect(equi: np.ndarray, dirs: np.ndarray) -> np.ndarray:
@@ -404,7 +419,7 @@ def sample_equirect(equi: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     h, w = equi.shape[:2]
     lon = np.degrees(np.arctan2(dirs[..., 0], dirs[..., 2]))
     lat = np.degrees(np.arcsin(np.clip(dirs[..., 1], -1.0, 1.0)))
-    map_x = ((lon + 180.0) / 360.0 * w - 0.5).astype(np.float32)
+    map_x = ((lon + 180.0) / 360.0 * w - 0.5).astype(np.float32)  # cv2.remap takes float32 maps
     map_y = np.clip((90.0 - lat) / 180.0 * h - 0.5, 0, h - 1).astype(np.float32)
     return cv2.remap(equi, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
@@ -438,6 +453,7 @@ def burn_in_text(frames: np.ndarray, text: str) -> tuple[np.ndarray, tuple[int, 
 
 def with_sensor_noise(frame: np.ndarray, num_frames: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """One still frame repeated with fresh Gaussian noise per frame: pixels change, nothing moves."""
+    # float32 is exact here: the draws are integer-derived and the rest is + and × (no SIMD-dependent maths)
     noise = rng.standard_normal(size=(num_frames,) + frame.shape, dtype=np.float32) * np.float32(sigma)
     return np.clip(frame.astype(np.float32)[None] + noise + np.float32(0.5), 0, 255).astype(np.uint8)
 
@@ -510,7 +526,7 @@ def corpus_items(seed: int, config: SyntheticConfig) -> list[Item]:
         pers = geometry.equirect_to_perspective(world(pick(1)), 100.0, yaw=s.yaw0 + s.yaw_rate * times,
                                                 pitch=np.zeros_like(times), roll=np.zeros_like(times),
                                                 out_hw=(h, w))
-        return to_uint8(np.asarray(pers, np.float32))
+        return to_uint8(np.asarray(pers, F))
 
     def pillarbox() -> np.ndarray:
         s = scenes[pick(2)]
@@ -520,7 +536,7 @@ def corpus_items(seed: int, config: SyntheticConfig) -> list[Item]:
                                                 out_hw=(h, pw))
         out = np.zeros((n, h, w, 3), np.uint8)
         x0 = (w - pw) // 2
-        out[:, :, x0:x0 + pw] = to_uint8(np.asarray(pers, np.float32))
+        out[:, :, x0:x0 + pw] = to_uint8(np.asarray(pers, F))
         return out
 
     def poster() -> np.ndarray:

@@ -237,6 +237,16 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+# The encoder is pinned so that the same frames give the same bytes on any machine (the synthetic
+# corpus promises byte-identical files for a seed): x264's output depends on its thread count, whose
+# default ("auto") comes from the machine's cores; the RGB → YUV 4:2:0 conversion is single-threaded
+# and bit-exact rather than swscale's default, which picks CPU-specific SIMD paths.
+X264_THREADS = 4
+_TO_YUV = dict(format="yuv420p", threads=1, interpolation=(
+    av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.ACCURATE_RND
+    | av.video.reformatter.Interpolation.BITEXACT))
+
+
 def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -> None:
     frames = _check_frames(frames)
     if fps <= 0:
@@ -248,8 +258,10 @@ def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # a keyframe every keyint_s seconds keeps random access into a clip cheap (decode_frames seeks)
         stream.options = {"crf": str(int(crf)), "g": str(max(1, round(keyint_s * float(rate))))}
+        stream.codec_context.thread_count = X264_THREADS
         for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(**_TO_YUV)
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
