@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -84,11 +85,21 @@ def histogram(values: np.ndarray, score: str, marks: list[tuple[str, float]], pa
     plt.close(fig)
 
 
-def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wall: Mapping | None = None) -> Path:
+WRITTEN = ".written.json"  # the histograms the last report wrote: the only files a report deletes
+
+
+def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wall: Mapping | None = None,
+                 extra: Mapping | None = None) -> Path:
     out = Path(run_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("hist_*.png"):
-        old.unlink()
+    try:
+        previous = json.loads((out / WRITTEN).read_text())
+    except (OSError, ValueError):
+        previous = []
+    for name in previous if isinstance(previous, list) else []:
+        if isinstance(name, str) and re.fullmatch(r"hist_[A-Za-z0-9_]+\.png", name):
+            (out / name).unlink(missing_ok=True)
+    written = []
     f = funnel(df)
     f.to_csv(out / "funnel.csv", index=False)
     verdicts = video_verdicts(df) if len(df) else pd.DataFrame()
@@ -101,7 +112,10 @@ def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wal
         values = pd.to_numeric(df[score], errors="coerce")
         # a video-level score is copied onto its clips: count it once per video
         level = video_rows if values[video_rows].notna().any() else ~video_rows
-        histogram(values[level].to_numpy(float), score, marks.get(score, []), out / f"hist_{score}.png")
+        if re.fullmatch(r"[A-Za-z0-9_]+", score):
+            histogram(values[level].to_numpy(float), score, marks.get(score, []), out / f"hist_{score}.png")
+            written.append(f"hist_{score}.png")
+    (out / WRITTEN).write_text(json.dumps(written))
     lines = ["# Curation report", "", f"run: `{Path(run_dir).resolve()}`", ""]
     if len(verdicts):
         counts = verdicts.groupby(["status", "stage", "reason"], dropna=False).size().rename("videos").reset_index()
@@ -110,7 +124,10 @@ def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wal
               tp.to_string(index=False), ""]
     (out / "summary.md").write_text("\n".join(lines))
     summary = summarize(df)
-    (out / "summary.json").write_text(json.dumps(dict(summary, wall_s=dict(wall or {})), indent=2))
+    if extra:
+        lines += ["## Manifest", ""] + [f"- {k}: {v}" for k, v in extra.items()] + [""]
+        (out / "summary.md").write_text("\n".join(lines))
+    (out / "summary.json").write_text(json.dumps(dict(summary, **dict(extra or {}), wall_s=dict(wall or {})), indent=2))
     return out
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import InputConfig
-from pipeline.download import DownloadError, ensure_local, source_kind
+from pipeline.download import DownloadError, cached_file, cache_entry, fetch, source_kind
 from pipeline.config import DownloadConfig
 from pipeline.manifest import ManifestError, read_manifest
 
@@ -46,7 +46,7 @@ def test_source_kinds_and_local_fetch(tmp_path):
     assert [source_kind(s) for s in ["youtube:abc", "https://x/y.mp4", "s3://b/k.mp4", "/a/b.mp4", "file:///a"]] == \
         ["youtube", "http", "fsspec", "local", "local"]
     with pytest.raises(DownloadError) as e:
-        ensure_local(str(tmp_path / "missing.mp4"), "m", DownloadConfig(), tmp_path)
+        fetch(str(tmp_path / "missing.mp4"), DownloadConfig(), tmp_path)
     assert e.value.reason == "missing_path"
 
 
@@ -55,8 +55,9 @@ def test_fsspec_source_is_copied_and_cached(tmp_path):
 
     with fsspec.open("memory://bucket/v.mp4", "wb") as f:
         f.write(b"video-bytes")
-    cfg = DownloadConfig(retries=0)
-    path = ensure_local("memory://bucket/v.mp4", "vid", cfg, tmp_path / "cache")
-    assert path.read_bytes() == b"video-bytes" and path.parent == tmp_path / "cache"
+    cfg = DownloadConfig(retries=0, fsspec_schemes=["memory"])  # memory:// only when allowed
+    path = fetch("memory://bucket/v.mp4", cfg, tmp_path / "cache")
+    assert path.read_bytes() == b"video-bytes" and path.parent == cache_entry("memory://bucket/v.mp4", tmp_path / "cache")
     fsspec.filesystem("memory").rm("bucket/v.mp4")
-    assert ensure_local("memory://bucket/v.mp4", "vid", cfg, tmp_path / "cache") == path  # cached
+    assert fetch("memory://bucket/v.mp4", cfg, tmp_path / "cache") == path  # cached
+    assert cached_file(path.parent) == path
