@@ -123,8 +123,8 @@ PERMANENT = [  # (reason, pattern in yt-dlp's message); checked in order, before
     ("unavailable", r"video unavailable|this video is unavailable|is not available|not available"),
 ]
 TRANSIENT = [
-    ("bot_check", r"not a bot|confirm you.?re not|sign in to confirm"),
-    ("rate_limited", r"HTTP Error 429|too many requests"),
+    ("bot_check", r"not a bot|confirm you.?re not|sign in to confirm|captcha"),
+    ("rate_limited", r"HTTP Error 429|too many requests|rate.limited|try again later"),
     ("server_error", r"HTTP Error 5\d\d"),
     ("timeout", r"timed? ?out"),
     ("network", r"connection|urlopen error|name or service|temporary failure|unreachable|unable to download"
