@@ -175,6 +175,8 @@ def read_manifest(path: str | Path, cfg: InputConfig) -> pd.DataFrame:
                                         else _first_category(v))
     df["likes"] = pd.to_numeric(df["likes"], errors="coerce")
     df["declared_duration_s"] = pd.to_numeric(df["declared_duration_s"], errors="coerce")
+    df["manifest_error"] = pd.Series([v if isinstance(v, str) and v else None for v in df["manifest_error"]],
+                                     index=df.index, dtype=object)
     df = df.reset_index(drop=True)
     df.attrs["duplicates"] = int(duplicates)
     return df

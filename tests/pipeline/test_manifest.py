@@ -61,3 +61,28 @@ def test_fsspec_source_is_copied_and_cached(tmp_path):
     fsspec.filesystem("memory").rm("bucket/v.mp4")
     assert fetch("memory://bucket/v.mp4", cfg, tmp_path / "cache") == path  # cached
     assert cached_file(path.parent) == path
+
+
+def test_bad_values_become_row_errors_naming_the_column(tmp_path):
+    rows = [dict(path="a.mp4", like_count=3, duration=10), dict(path="b.mp4", like_count=-1, duration=10),
+            dict(path="c.mp4", like_count="many", duration=10), dict(path="d.mp4", like_count=float("inf"), duration=5),
+            dict(path="e.mp4", like_count=float("nan"), duration=5), dict(path="f.mp4", like_count=4, duration=-3),
+            dict(path=None, like_count=4, duration=3), dict(path="a.mp4", like_count=3, duration=10)]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows).replace("Infinity", "1e999"))
+    df = read_manifest(tmp_path / "m.jsonl", InputConfig())
+    assert df.attrs["duplicates"] == 1 and len(df) == 7  # a.mp4 twice: one video
+    errors = dict(zip(df["video_id"], df["manifest_error"]))
+    assert errors["a"] is None
+    assert "`like_count`" in errors["b"] and "negative" in errors["b"]
+    assert "`like_count`" in errors["c"] and "not a number" in errors["c"]
+    assert "`like_count`" in errors["d"] and "finite" in errors["d"]
+    assert "`like_count`" in errors["e"] and "missing" in errors["e"]
+    assert "`duration`" in errors["f"]
+    assert any(isinstance(e, str) and "`path`" in e for e in errors.values())
+    assert df["video_id"].is_unique
+
+
+def test_same_youtube_id_twice_is_one_video(tmp_path):
+    pd.DataFrame({"id": ["abc", "abc", "xyz"], "like_count": [60, 60, 70]}).to_parquet(tmp_path / "m.parquet")
+    df = read_manifest(tmp_path / "m.parquet", InputConfig(min_likes=50))
+    assert df["source"].tolist() == ["youtube:abc", "youtube:xyz"] and df.attrs["duplicates"] == 1
