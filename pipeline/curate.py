@@ -229,7 +229,10 @@ def existing_shard_keys(shard_dir: Path) -> dict[str, str]:
 
 
 def _clean(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in DROP and k not in ("mp4", "local_path", "num_clips", "manifest_error")}
+    out = {k: v for k, v in row.items() if k not in DROP and k not in ("mp4", "local_path", "num_clips", "manifest_error")}
+    if out.get("category") == "":
+        out["category"] = None
+    return out
 
 
 def _scores(row: dict) -> dict:
@@ -245,7 +248,7 @@ def clip_meta(row: dict, cfg: CurateConfig, config_hash: str) -> dict:
     return dict(video_id=row["video_id"], clip_index=int(row["clip_index"]), source=str(row["source"]),
                 start_s=float(row["start_s"]), end_s=float(row["end_s"]), fps=float(row["clip_fps"]),
                 num_frames=int(row["clip_num_frames"]), width=2 * cfg.clips.height, height=cfg.clips.height,
-                category=row.get("category"),
+                category=row.get("category") or None,
                 likes=None if likes is None or not np.isfinite(likes) or likes < 0 else int(likes),
                 scores=_scores(row), config_hash=config_hash)
 
@@ -344,6 +347,8 @@ def _run(cfg: CurateConfig, run_dir: Path, allow_config_change: bool) -> dict:
             survivors = []
             rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
                     for r in todo.to_dict("records")]
+            for r in rows:  # text columns: "" for none, so every Ray block infers one type
+                r["category"], r["manifest_error"] = r.get("category") or "", r.get("manifest_error") or ""
             for batch in video_pass(rows, cfg, cache_dir).iter_batches(batch_size=None, batch_format="pandas"):
                 for row in _row_dict(batch):
                     row["clip_index"] = None

@@ -4,7 +4,7 @@ the video filters look at.
 A Ray Data task (`SampleFrames`, after the `download` stage put the source at `local_path`): one
 row per source video in, the same row out with `frames` (num_frames, H, W, 3) uint8 at the
 analysis size, the probed width / height / fps / duration, the declared `projection` and
-`stereo_mode` (shards.spherical; None when the file declares none), and `error` / `error_stage` /
+`stereo_mode` (shards.spherical; "" when the file declares none), and `error` / `error_stage` /
 `error_reason` when anything fails. Bad inputs get short reason codes: empty_file,
 truncated_file, not_a_video, no_video_stream, resolution_too_large, bad_metadata, decode_failed.
 """
@@ -114,8 +114,10 @@ def sample_one(path: Path, video_id: str, cfg: CurateConfig) -> dict:
         raise MetadataError(f"{path}: unreadable spherical metadata ({e})") from e
     idx = frame_indices(video_id, info.num_frames, cfg.sample.num_frames, cfg.sample.seed)
     frames = decode_frames(path, indices=idx, size=(cfg.sample.width, cfg.sample.height))
+    # "" for undeclared: one column type in every Ray block
     return dict(frames=frames, width=info.width, height=info.height, fps=info.fps, num_frames=info.num_frames,
-                duration_s=info.duration_s, **declared)
+                duration_s=info.duration_s, projection=declared["projection"] or "",
+                stereo_mode=declared["stereo_mode"] or "")
 
 
 class SampleFrames:
@@ -133,7 +135,7 @@ class SampleFrames:
         for i in range(n):
             t0 = time.perf_counter()
             row = dict(frames=empty, width=0, height=0, fps=np.nan, num_frames=0, duration_s=np.nan,
-                       projection=None, stereo_mode=None)
+                       projection="", stereo_mode="")
             err, stage, reason = errors[i], batch.get("error_stage", [""] * n)[i], batch.get("error_reason", [""] * n)[i]
             if not (isinstance(err, str) and err):  # not failed before (manifest, download)
                 path = Path(str(batch["local_path"][i]))
