@@ -84,9 +84,10 @@ class FormatFilterConfig:
 @dataclass
 class IntraFrameFilterConfig:
     net: str = "vgg"  # LPIPS backbone, as in the authors' sample code
+    weights: str = "random"  # PATH to torchvision's backbone weights (e.g. vgg16-397923af.pth), or random
     num_frames: int = 4
     size: int = 128  # each half is resized to size x size (left/right) or size/2 x 2*size (top/bottom)
-    seed: int = 0  # random backbone init when no pretrained weights are cached (reproducible scores)
+    seed: int = 0  # the random backbone's init (reproducible scores)
     threads: int = 1
 
 
@@ -116,6 +117,7 @@ class TextFilterConfig:
     box_thresh: float = 0.5
     max_line_frac: float = 0.5  # a detected box taller than this share of the view is not a text line
     threads: int = 1
+    device: str = "cpu"  # cuda: onnxruntime's CUDA provider (give the stage a GPU in ray.stages.text)
 
 
 @dataclass
@@ -237,6 +239,12 @@ class CurateConfig:
             raise ConfigError(f"{where}: clips.height must be even and > 0 (W = 2H, yuv420p), got {c.height}")
         if c.analysis_height <= 0 or c.analysis_fps <= 0:
             raise ConfigError(f"{where}: clips.analysis_height and clips.analysis_fps must be > 0")
+        w = self.filters.intra_frame.weights
+        if w != "random" and not Path(w).is_file():
+            raise ConfigError(f"{where}: filters.intra_frame.weights: {w}: no such file (give the path to "
+                              f"torchvision's {self.filters.intra_frame.net} weights, or `random`)")
+        if self.filters.text.device not in ("cpu", "cuda"):
+            raise ConfigError(f"{where}: filters.text.device: cpu or cuda, got {self.filters.text.device!r}")
         for name, st in self.ray.stages.items():
             if name not in _default_stages():
                 raise ConfigError(f"{where}: ray.stages.{name}: unknown stage "
