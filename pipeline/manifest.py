@@ -157,7 +157,11 @@ def read_manifest(path: str | Path, cfg: InputConfig) -> pd.DataFrame:
             df = pd.DataFrame({"video_id": [safe_id(f.stem) for f in files], "source": [str(f) for f in files]})
         elif p.suffix.lower() in TABLE_SUFFIXES:
             if not p.is_file():
-                raise ManifestError(f"{p}: manifest not found")
+                hint = "" if p.is_absolute() else (
+                    f" (a relative path is taken from the current directory, {Path.cwd()}; under `ray job submit "
+                    f"--working-dir .` that is a copy of the repository: give --input as an absolute path, "
+                    f"e.g. --input \"$PWD/{p}\")")
+                raise ManifestError(f"{p}: manifest not found{hint}")
             df = _from_table(_read_table(p), p, cfg)
         else:  # a single video; a missing one becomes an error row, like any missing path
             df = pd.DataFrame({"video_id": [safe_id(p.stem)], "source": [str(p)]})
