@@ -380,6 +380,9 @@ def fetch(source: str, cfg: DownloadConfig, root: str | Path, breaker: Breaker |
         return final
 
     with download_slot(Path(root), cfg.max_concurrent_per_node):
+        if breaker is not None and breaker.is_open():  # opened while this one waited for a slot
+            raise DownloadError("breaker_open", f"{source}: not attempted: the download circuit breaker is open",
+                                counts=False)
         try:
             path = with_retries(attempt, url, cfg)
         except DownloadError as e:

@@ -19,7 +19,9 @@ Config shape (order matters: the first stage whose rule fires is the stage of th
           - reason: low_flow
             reject_if: {motion_deg_s: {below: 2.0}}
 
-A condition on a score that is missing (NaN: not computed) never fires.
+A condition on a score that is missing (NaN: not computed) never fires. A rule with `backbone:
+random | pretrained` applies only to rows whose `lpips_backbone` is that one (the intra-frame
+scores of the two LPIPS backbones are on different scales).
 """
 from __future__ import annotations
 
@@ -110,8 +112,8 @@ def decide(row: Mapping[str, Any], thresholds: Mapping, level: str) -> tuple[str
         return "rejected", "format", declared[0], declared[1]
     backbone = row.get("lpips_backbone")
     for stage, rule in stage_rules(thresholds, level):
-        if "backbone" in rule and backbone is not None and rule["backbone"] != backbone:
-            continue  # a rule for another LPIPS backbone
+        if "backbone" in rule and rule["backbone"] != backbone:
+            continue  # a rule for another LPIPS backbone (or a row that records none)
         conds = rule["reject_if"]
         hits = []
         for score, cond in conds.items():

@@ -67,3 +67,9 @@ def test_text_score_is_the_largest_view_not_the_mean():
     score = scorer.scores(frame[None])["text_area_frac"]
     assert score > 0.1  # the title fills a large share of the front view: rejected at 0.1
     assert score / 6 < 0.05  # as a mean over the six views it would have passed 0.05
+
+
+def test_backbone_rules_skip_rows_that_record_no_backbone():
+    rules = {"video": {"intra_frame": [
+        {"reason": "left_right_duplicate", "backbone": "pretrained", "reject_if": {"lpips_lr": {"below": 0.05}}}]}}
+    assert decide(dict(lpips_lr=0.01), rules, "video")[0] == "accepted"

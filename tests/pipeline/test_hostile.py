@@ -97,3 +97,27 @@ def test_hostile_manifest_and_declared_projections(corpus, ray_cluster, tmp_path
         row = by_source.loc[str(inputs / name)]
         assert row["projection"] == read_projection(inputs / name)["projection"]
     assert (by_source.loc[str(inputs / "cube.mp4"), "detail"]).startswith("the file declares projection cubemap")
+
+
+@pytest.mark.slow
+def test_breaker_stops_downloads_exits_3_and_the_next_run_retries(ray_cluster, tmp_path, capsys):
+    urls = [f"http://127.0.0.1:{closed_port()}/v{i}.mp4" for i in range(4)]
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"url": urls}).to_csv(manifest, index=False)
+    data = local_config(ray_cluster["address"], input__path=str(manifest))
+    data["download"].update(breaker_after=2, max_concurrent_per_node=1, retries=0)
+    data["ray"]["stages"]["download"] = {"num_cpus": 0.05, "batch_size": 4}  # one task: in order
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    assert main(["--config", str(cfg_path), "--output", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "downloads stopped" in err and f"--output {out}" in err and "bot check" in err
+    videos = pd.read_parquet(out / "decisions.parquet")
+    assert videos["status"].eq("error").all() and videos["error_kind"].eq("transient").all()
+    reasons = videos["reason"].value_counts().to_dict()
+    assert reasons.get("network", 0) >= 2 and reasons.get("breaker_open", 0) >= 1 and len(videos) == 4
+    # the next run retries every one of them (here they fail again: the same rows, nothing lost)
+    assert main(["--config", str(cfg_path), "--output", str(out)]) == 3
+    again = pd.read_parquet(out / "decisions.parquet")
+    assert sorted(again["video_id"]) == sorted(videos["video_id"])
