@@ -2,7 +2,6 @@
 files, reports that delete only their own files, transient failures redone, declared projections."""
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
