@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from .decisions import ID_COLUMNS, video_verdicts  # noqa: E402
 from .thresholds import threshold_marks  # noqa: E402
 
-VIDEO_LEVEL_STAGES = ("sample", "format", "intra_frame", "inter_frame", "video_pixels")
+VIDEO_LEVEL_STAGES = ("download", "sample", "format", "intra_frame", "inter_frame", "video_pixels")
 
 
 def funnel(df: pd.DataFrame) -> pd.DataFrame:
@@ -34,18 +34,22 @@ def funnel(df: pd.DataFrame) -> pd.DataFrame:
     return f.sort_values(["level", "status", "stage", "reason"], ascending=[False, True, True, True])
 
 
+def _numbers(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, index=df.index)
+
+
 def throughput(df: pd.DataFrame, wall: Mapping[str, float] | None = None) -> pd.DataFrame:
     rows = []
     is_video = df["clip_index"].isna()
     for col in sorted(c for c in df if c.startswith("t_")):
         stage = col[2:]
         sub = df[is_video] if stage in VIDEO_LEVEL_STAGES else df[~is_video]
-        t = pd.to_numeric(sub[col], errors="coerce").fillna(0.0)
+        t = _numbers(sub, col).fillna(0.0)
         done = t > 0
         if stage in VIDEO_LEVEL_STAGES:
-            src = pd.to_numeric(sub["duration_s"], errors="coerce").fillna(0.0)
-        else:
-            src = (pd.to_numeric(sub["end_s"], errors="coerce") - pd.to_numeric(sub["start_s"], errors="coerce")).fillna(0.0)
+            src = _numbers(sub, "duration_s").fillna(0.0)
+        else:  # a run whose every video failed early has no clip columns at all
+            src = (_numbers(sub, "end_s") - _numbers(sub, "start_s")).fillna(0.0)
         compute = float(t[done].sum())
         source = float(src[done].sum())
         rows.append(dict(stage=stage, rows=int(done.sum()), compute_s=round(compute, 3), source_s=round(source, 2),

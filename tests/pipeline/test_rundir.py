@@ -105,3 +105,13 @@ def test_declared_layouts_and_permanent_download_failures_are_rejections():
     err = dict(error="DownloadError: private", error_stage="download", error_reason="private_video")
     assert decide(dict(err, error_kind="permanent"), rules, "video")[:3] == ("rejected", "download", "private_video")
     assert decide(dict(err, error_kind="transient"), rules, "video")[0] == "error"
+
+
+def test_report_of_a_run_without_any_clip(tmp_path):
+    """Every video failed at download (the bot check): no clip columns, still a report."""
+    df = pd.DataFrame([dict(video_id="a", clip_index=None, status="error", stage="download", reason="bot_check",
+                            duration_s=None, t_download=1.5, t_text=0.0)])
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    write_report(tmp_path, df, {})
+    tp = pd.read_csv(tmp_path / "report" / "throughput.csv").set_index("stage")
+    assert tp.loc["download", "rows"] == 1
