@@ -143,7 +143,8 @@ def _moov(data: bytes, where: str) -> tuple[Box, int, int, bool]:
 
 
 def v1_xml(projection: str = "equirectangular", stereo_mode: str = "mono") -> bytes:
-    """The Spherical Video V1 XML (V1 knows only the equirectangular projection)."""
+    """The Spherical Video V1 XML (V1 knows only the equirectangular projection; StereoMode is
+    written only when not mono, its default)."""
     return (
         '<?xml version="1.0"?>'
         '<rdf:SphericalVideo xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
@@ -152,8 +153,8 @@ def v1_xml(projection: str = "equirectangular", stereo_mode: str = "mono") -> by
         "<GSpherical:Stitched>true</GSpherical:Stitched>"
         "<GSpherical:StitchingSoftware>argus360</GSpherical:StitchingSoftware>"
         f"<GSpherical:ProjectionType>{projection}</GSpherical:ProjectionType>"
-        f"<GSpherical:StereoMode>{stereo_mode}</GSpherical:StereoMode>"
-        "</rdf:SphericalVideo>").encode("utf-8")
+        + ("" if stereo_mode == "mono" else f"<GSpherical:StereoMode>{stereo_mode}</GSpherical:StereoMode>")
+        + "</rdf:SphericalVideo>").encode("utf-8")
 
 
 def _full(payload: bytes) -> bytes:
@@ -228,8 +229,8 @@ def _mp4_projection(moov: Box) -> dict:
             tags = v1_tags(c.payload[16:])
             if out["projection"] is None and tags.get("Spherical", "").lower() == "true":
                 out["projection"] = tags.get("ProjectionType", "equirectangular").strip().lower()
-            if out["stereo_mode"] is None and "StereoMode" in tags:
-                out["stereo_mode"] = tags["StereoMode"].strip().lower()
+            if out["stereo_mode"] is None and tags.get("Spherical", "").lower() == "true":
+                out["stereo_mode"] = tags.get("StereoMode", "mono").strip().lower()  # V1's default: mono
     return out
 
 
