@@ -500,7 +500,7 @@ def _device_dtype(args) -> tuple[torch.device, torch.dtype]:
 def run(args: argparse.Namespace) -> Path:
     from model.network import load_svd
     from model.poses import Poses, estimate_poses
-    from model.spherical_metadata import tag_equirect_mp4
+    from shards.spherical import tag_equirect_mp4
     from shards.video import decode_frames, write_mp4
 
     t0 = time.perf_counter()

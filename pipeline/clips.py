@@ -25,7 +25,7 @@ import numpy as np
 from shards.video import decode_frames, ffmpeg_exe, probe
 
 from .config import ClipConfig, CurateConfig
-from .download import ensure_local, release
+from .download import fetch
 
 CUTS_HW = (27, 48)
 
@@ -106,7 +106,7 @@ class CutClips:
         spans = plan_clips(float(row["duration_s"]), cfg)
         out = []
         try:
-            path = ensure_local(str(row["source"]), str(row["video_id"]), self.cfg.download, self.cache_dir)
+            path = fetch(str(row["source"]), self.cfg.download, self.cache_dir)
         except Exception as e:  # noqa: BLE001 - e.g. a cache on another node that cannot refetch
             path, fetch_error = None, f"{type(e).__name__}: {e}"
         for index, (start, end) in enumerate(spans):
@@ -127,6 +127,4 @@ class CutClips:
                 clip.update(error=f"{type(e).__name__}: {e}", error_stage="cut", error_reason="cut_failed")
             clip.update(frames=frames, frames_cuts=cuts, t_cut=time.perf_counter() - t0)
             out.append(clip)
-        if path is not None:
-            release(str(row["source"]), path, self.cfg.download)
-        return out
+        return out  # the download is released when the video is finished (pipeline.curate)

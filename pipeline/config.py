@@ -36,8 +36,14 @@ class DownloadConfig:
     retries: int = 3
     backoff_s: float = 2.0  # wait backoff_s * 2**attempt between attempts
     timeout_s: float = 60.0  # socket timeout per attempt
-    format: str = "bestvideo[height<=1080][ext=mp4]/bestvideo[height<=1080]/best[height<=1080]/best"
-    keep: bool = False  # keep downloaded files after their clips are cut
+    max_height: int = 1080  # tallest stream downloaded (clips are <= 512 high: more is waste)
+    format: Optional[str] = None  # a yt-dlp format spec; None: pipeline.download.format_selector(max_height)
+    user_agent: str = ""  # empty, as the 360-1M authors' downloader: YouTube then serves equirect, not mesh
+    cookies: Optional[str] = None  # a cookies.txt for yt-dlp (when YouTube's bot check trips)
+    keep: bool = False  # keep downloaded files once their video is finished
+    max_concurrent_per_node: int = 4  # downloads at once on one node (flock'ed slots in the cache)
+    breaker_after: int = 20  # consecutive transient failures that stop all downloading (0: never)
+    fsspec_schemes: list[str] = field(default_factory=lambda: ["s3", "gs", "gcs", "az", "abfs", "abfss"])
 
 
 @dataclass
@@ -78,9 +84,10 @@ class FormatFilterConfig:
 @dataclass
 class IntraFrameFilterConfig:
     net: str = "vgg"  # LPIPS backbone, as in the authors' sample code
+    weights: str = "random"  # PATH to torchvision's backbone weights (e.g. vgg16-397923af.pth), or random
     num_frames: int = 4
     size: int = 128  # each half is resized to size x size (left/right) or size/2 x 2*size (top/bottom)
-    seed: int = 0  # random backbone init when no pretrained weights are cached (reproducible scores)
+    seed: int = 0  # the random backbone's init (reproducible scores)
     threads: int = 1
 
 
@@ -110,6 +117,7 @@ class TextFilterConfig:
     box_thresh: float = 0.5
     max_line_frac: float = 0.5  # a detected box taller than this share of the view is not a text line
     threads: int = 1
+    device: str = "cpu"  # cuda: onnxruntime's CUDA provider (give the stage a GPU in ray.stages.text)
 
 
 @dataclass
@@ -139,6 +147,7 @@ class StageResources:
 
 def _default_stages() -> dict[str, StageResources]:
     return {
+        "download": StageResources(num_cpus=0.1),  # waits on the network: a small CPU share
         "sample": StageResources(num_cpus=1.0),
         "video_pixels": StageResources(num_cpus=0.5),
         "format": StageResources(num_cpus=0.5, pool=1, batch_size=4),
@@ -202,13 +211,19 @@ class CurateConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def config_hash(self) -> str:
-        """Hash of everything that changes what is written (not where it is written)."""
+    def hashed(self) -> dict:
+        """Everything that changes what is written (not where it is written, nor on what)."""
         d = self.to_dict()
         d.pop("output", None)
         d["input"].pop("path", None)
         d.pop("ray", None)
-        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        for key in ("cache_dir", "keep", "retries", "backoff_s", "timeout_s", "max_concurrent_per_node",
+                    "breaker_after", "cookies"):
+            d["download"].pop(key, None)  # how and where it downloads, not what
+        return d
+
+    def config_hash(self) -> str:
+        return hashlib.sha1(json.dumps(self.hashed(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def validate(self, where: str = "config") -> "CurateConfig":
         from .thresholds import check_rules  # local import: thresholds imports nothing of ours
@@ -224,6 +239,12 @@ class CurateConfig:
             raise ConfigError(f"{where}: clips.height must be even and > 0 (W = 2H, yuv420p), got {c.height}")
         if c.analysis_height <= 0 or c.analysis_fps <= 0:
             raise ConfigError(f"{where}: clips.analysis_height and clips.analysis_fps must be > 0")
+        w = self.filters.intra_frame.weights
+        if w != "random" and not Path(w).is_file():
+            raise ConfigError(f"{where}: filters.intra_frame.weights: {w}: no such file (give the path to "
+                              f"torchvision's {self.filters.intra_frame.net} weights, or `random`)")
+        if self.filters.text.device not in ("cpu", "cuda"):
+            raise ConfigError(f"{where}: filters.text.device: cpu or cuda, got {self.filters.text.device!r}")
         for name, st in self.ray.stages.items():
             if name not in _default_stages():
                 raise ConfigError(f"{where}: ray.stages.{name}: unknown stage "
@@ -235,6 +256,21 @@ class CurateConfig:
 
     def stage(self, name: str) -> StageResources:
         return self.ray.stages.get(name) or _default_stages()[name]
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def changed_keys(old: "CurateConfig", new: "CurateConfig") -> list[str]:
+    """The dotted keys whose values differ between two configs (hashed part only)."""
+    a, b = _flat(old.hashed()), _flat(new.hashed())
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def _build(cls, data: Any, where: str):

@@ -4,8 +4,10 @@
     ray job submit --working-dir . -- python pipeline/curate.py --config … --output /abs/RUN_DIR
     python pipeline/curate.py --config NEW.yaml --output RUN_DIR --rethreshold
 
-Two Ray Data passes over the manifest (videos already finished in RUN_DIR are skipped):
-1. videos: fetch + probe + sample frames (task) → pixel gate (task) → format (task, or a pool) →
+Two Ray Data passes over the manifest (videos already finished in RUN_DIR are skipped; videos
+that failed transiently — a 429, the bot check, a time-out — are redone):
+1. videos: download (task, a small CPU share) → probe + projection metadata + sample frames (task)
+   → pixel gate (task) → format (task, or a pool) →
    intra-frame LPIPS (actor pool) → inter-frame variance (task) → thresholds (video level);
 2. clips of the surviving videos: cut + encode + decode analysis frames (task) → motion flow
    (task) → cuts TransNetV2 (actor pool) → text rapidocr (actor pool) → pixels (task) →
@@ -13,10 +15,14 @@ Two Ray Data passes over the manifest (videos already finished in RUN_DIR are sk
 A video's decisions are recorded only once all its accepted clips sit in complete shards, so a
 killed run restarted on the same RUN_DIR ends with every clip exactly once.
 Outputs: RUN_DIR/shards/, RUN_DIR/decisions.parquet, RUN_DIR/report/, RUN_DIR/config.yaml.
+Exit codes: 0 done; 2 bad config / arguments, RUN_DIR locked by another run, or a resume with a
+changed config (--allow-config-change to go on); 3 the download circuit breaker opened (the message
+says how to resume).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -34,7 +40,8 @@ import yaml  # noqa: E402
 
 from pipeline import decisions as dec  # noqa: E402
 from pipeline.clips import CutClips, plan_clips  # noqa: E402
-from pipeline.config import ConfigError, CurateConfig, apply_overrides  # noqa: E402
+from pipeline.config import ConfigError, CurateConfig, apply_overrides, changed_keys  # noqa: E402
+from pipeline.download import Breaker, FetchSources, cache_root, release  # noqa: E402
 from pipeline.filters.cuts import CutScores  # noqa: E402
 from pipeline.filters.format import FormatScores  # noqa: E402
 from pipeline.filters.inter_frame import inter_frame_scores  # noqa: E402
@@ -42,7 +49,7 @@ from pipeline.filters.intra_frame import IntraFrameScores  # noqa: E402
 from pipeline.filters.motion import MotionScores  # noqa: E402
 from pipeline.filters.pixels import PixelScores  # noqa: E402
 from pipeline.filters.text import TextScores  # noqa: E402
-from pipeline.manifest import read_manifest  # noqa: E402
+from pipeline.manifest import ManifestError, read_manifest  # noqa: E402
 from pipeline.report import one_line, summarize, write_report  # noqa: E402
 from pipeline.sample import SampleFrames  # noqa: E402
 from pipeline.thresholds import decide  # noqa: E402
@@ -113,7 +120,8 @@ def video_pass(rows: list[dict], cfg: CurateConfig, cache_dir: str):
     import ray
 
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
-    ds = map_stage(ds, "sample", SampleFrames, (cfg, cache_dir), cfg)
+    ds = map_stage(ds, "download", FetchSources, (cfg.download, cache_dir), cfg)
+    ds = map_stage(ds, "sample", SampleFrames, (cfg,), cfg)
     ds = map_stage(ds, "video_pixels", PixelScores, (cfg.filters.pixels, "video_", "video_pixels"), cfg)
     ds = map_stage(ds, "format", FormatScores, (cfg.filters.format,), cfg)
     ds = map_stage(ds, "intra_frame", IntraFrameScores, (cfg.filters.intra_frame,), cfg)
@@ -146,8 +154,8 @@ class Progress:
     """Holds each unfinished video's decision rows until all its accepted clips are in complete
     shards, then writes its decisions part (the run's record that the video is done)."""
 
-    def __init__(self, run_dir: Path, existing: dict[str, str]):
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, existing: dict[str, str], on_finish=None):
+        self.run_dir, self.on_finish = run_dir, on_finish
         self.existing = existing  # key → shard file name, from complete shards of earlier runs
         self.rows: dict[str, list[dict]] = {}
         self.expected: dict[str, int] = {}
@@ -179,7 +187,10 @@ class Progress:
 
     def _maybe_finish(self, vid: str) -> None:
         if len(self.rows[vid]) - 1 == self.expected[vid] and not self.waiting[vid]:
-            dec.write_part(self.run_dir, vid, self.rows.pop(vid))
+            rows = self.rows.pop(vid)
+            dec.write_part(self.run_dir, vid, rows, retry=rows[0].get("error_kind") == "transient")
+            if self.on_finish is not None:
+                self.on_finish(rows[0])
             del self.expected[vid], self.waiting[vid]
             self.finished += 1
 
@@ -218,7 +229,10 @@ def existing_shard_keys(shard_dir: Path) -> dict[str, str]:
 
 
 def _clean(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in DROP and k not in ("mp4", "local_path", "num_clips")}
+    out = {k: v for k, v in row.items() if k not in DROP and k not in ("mp4", "local_path", "num_clips", "manifest_error")}
+    if out.get("category") == "":
+        out["category"] = None
+    return out
 
 
 def _scores(row: dict) -> dict:
@@ -234,7 +248,8 @@ def clip_meta(row: dict, cfg: CurateConfig, config_hash: str) -> dict:
     return dict(video_id=row["video_id"], clip_index=int(row["clip_index"]), source=str(row["source"]),
                 start_s=float(row["start_s"]), end_s=float(row["end_s"]), fps=float(row["clip_fps"]),
                 num_frames=int(row["clip_num_frames"]), width=2 * cfg.clips.height, height=cfg.clips.height,
-                category=row.get("category"), likes=None if likes is None else int(likes),
+                category=row.get("category") or None,
+                likes=None if likes is None or not np.isfinite(likes) or likes < 0 else int(likes),
                 scores=_scores(row), config_hash=config_hash)
 
 
@@ -242,13 +257,73 @@ def clip_meta(row: dict, cfg: CurateConfig, config_hash: str) -> dict:
 # The run
 
 
-def run(cfg: CurateConfig, run_dir: str | Path) -> dict:
-    """Curate cfg.input.path into run_dir; returns the summary dict."""
-    t_start = time.perf_counter()
+class RunLocked(RuntimeError):
+    pass
+
+
+class ConfigChanged(RuntimeError):
+    pass
+
+
+def lock_run_dir(run_dir: Path):
+    """An exclusive flock on RUN_DIR/.lock held for the whole run (its file names the holder);
+    RunLocked when another process holds it. The lock goes with the process, however it ends."""
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunLocked(f"{run_dir} is in use by {holder}; wait for it to finish (or stop it) first") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    f.flush()
+    return f
+
+
+def check_resume_config(run_dir: Path, cfg: CurateConfig, allow_change: bool) -> None:
+    """Stop a resume whose config would decide differently from the run's (ConfigChanged naming the
+    keys), unless allow_change."""
+    path = run_dir / "config.yaml"
+    if not path.is_file() or not dec.done_videos(run_dir):
+        return
+    try:
+        old = CurateConfig.from_dict(yaml.safe_load(path.read_text()) or {}, where=str(path))
+    except (ConfigError, ValueError, yaml.YAMLError) as e:
+        old, keys = None, [f"(unreadable {path}: {e})"]
+    if old is not None:
+        if old.config_hash() == cfg.config_hash():
+            return
+        keys = changed_keys(old, cfg)
+    if allow_change:
+        log.warning("%s: resuming with a changed config (%s): --allow-config-change", run_dir, ", ".join(keys))
+        return
+    raise ConfigChanged(f"{run_dir} was run with another config; changed: {', '.join(keys)}. Resume with the "
+                        f"run's own config ({path}), use a new --output, or pass --allow-config-change to mix "
+                        f"them knowingly (decisions then come from two configs)")
+
+
+def run(cfg: CurateConfig, run_dir: str | Path, allow_config_change: bool = False) -> dict:
+    """Curate cfg.input.path into run_dir; returns the summary dict (`breaker` set when the download
+    circuit breaker opened: the caller exits non-zero)."""
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _run(cfg, run_dir, allow_config_change)
+    finally:
+        lock.close()
+
+
+def _run(cfg: CurateConfig, run_dir: Path, allow_config_change: bool) -> dict:
+    t_start = time.perf_counter()
+    check_resume_config(run_dir, cfg, allow_config_change)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    cache_dir = str(Path(cfg.download.cache_dir or run_dir / "downloads").resolve())
+    cache_dir = str(cache_root(cfg.download, run_dir))
+    breaker = Breaker(Path(cache_dir), cfg.download.breaker_after)
+    breaker.reset()
     config_hash = cfg.config_hash()
     shard_dir = run_dir / "shards"
     shard_dir.mkdir(exist_ok=True)
@@ -262,7 +337,8 @@ def run(cfg: CurateConfig, run_dir: str | Path) -> dict:
         init_ray(cfg)
         # the writer opens first: it drops partial (.tmp) shards of a killed run
         existing = existing_shard_keys(shard_dir)
-        progress = Progress(run_dir, existing)
+        progress = Progress(run_dir, existing,
+                            on_finish=lambda row: release(str(row["source"]), cache_dir, cfg.download))
         with ShardWriter(shard_dir, prefix=cfg.shards.prefix, max_bytes=cfg.shards.max_bytes,
                          on_shard_complete=crash_test_hook(progress.on_shard_complete)) as writer:
             existing.update(existing_shard_keys(shard_dir))
@@ -271,6 +347,8 @@ def run(cfg: CurateConfig, run_dir: str | Path) -> dict:
             survivors = []
             rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
                     for r in todo.to_dict("records")]
+            for r in rows:  # text columns: "" for none, so every Ray block infers one type
+                r["category"], r["manifest_error"] = r.get("category") or "", r.get("manifest_error") or ""
             for batch in video_pass(rows, cfg, cache_dir).iter_batches(batch_size=None, batch_format="pandas"):
                 for row in _row_dict(batch):
                     row["clip_index"] = None
@@ -306,10 +384,16 @@ def run(cfg: CurateConfig, run_dir: str | Path) -> dict:
     df = dec.read_parts(run_dir)
     dec.write_decisions(run_dir, df)
     wall["total"] = time.perf_counter() - t_start
-    write_report(run_dir, df, cfg.thresholds, wall)
+    write_report(run_dir, df, cfg.thresholds, wall, extra={"manifest_duplicates": int(manifest.attrs.get("duplicates", 0))})
     summary = summarize(df)
+    summary["manifest_duplicates"] = int(manifest.attrs.get("duplicates", 0))
+    state = breaker.state()
+    if state.get("open"):
+        summary["breaker"] = state
     (run_dir / "run.json").write_text(json.dumps(dict(summary, config_hash=config_hash, wall_s=wall), indent=2))
     print(one_line(summary, wall["total"]), flush=True)
+    if summary["manifest_duplicates"]:
+        print(f"manifest: {summary['manifest_duplicates']} duplicate entries (same source) curated once", flush=True)
     return summary
 
 
@@ -321,6 +405,8 @@ def rethreshold(cfg: CurateConfig, run_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no decisions to re-threshold (run the pipeline first)")
     old = pd.read_parquet(path)
+    for vid in old["video_id"].unique():  # ids come back from a file: never build a path from a bad one
+        dec.check_id(vid)
     new = old.copy()
     for i, row in enumerate(_row_dict(old)):
         level = "video" if row.get("clip_index") is None else "clip"
@@ -345,7 +431,8 @@ def rethreshold(cfg: CurateConfig, run_dir: str | Path) -> pd.DataFrame:
     new.loc[clips & ~now, "shard"] = None
     dec.write_decisions(run_dir, new)
     for vid, g in new.groupby("video_id"):
-        dec.write_part(run_dir, vid, g.to_dict("records"))
+        rows = g.to_dict("records")
+        dec.write_part(run_dir, vid, rows, retry=any(r.get("error_kind") == "transient" for r in rows))
     changes.to_csv(run_dir / "rethreshold_changes.csv", index=False)
     (run_dir / "config.rethreshold.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_report(run_dir, new, cfg.thresholds)
@@ -365,6 +452,8 @@ def main(argv=None) -> int:
     ap.add_argument("--output", help="run directory (overrides `output` in the config)")
     ap.add_argument("--rethreshold", action="store_true",
                     help="re-decide RUN_DIR/decisions.parquet with this config's thresholds; no decoding")
+    ap.add_argument("--allow-config-change", action="store_true",
+                    help="resume RUN_DIR although this config differs from the one it was run with")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides, e.g. clips.duration_s=4 ray.num_cpus=2")
     args = ap.parse_args(argv)
@@ -383,10 +472,22 @@ def main(argv=None) -> int:
         ap.error(str(e))
     if not cfg.output:
         ap.error("no run directory: give --output RUN_DIR (or `output:` in the config)")
-    if args.rethreshold:
-        rethreshold(cfg, cfg.output)
-    else:
-        run(cfg, cfg.output)
+    try:
+        if args.rethreshold:
+            rethreshold(cfg, cfg.output)
+            return 0
+        summary = run(cfg, cfg.output, allow_config_change=args.allow_config_change)
+    except (RunLocked, ConfigChanged, ManifestError, ValueError, FileNotFoundError) as e:
+        print(f"curate: {e}", file=sys.stderr, flush=True)
+        return 2
+    if summary.get("breaker"):
+        b = summary["breaker"]
+        print(f"curate: downloads stopped: {b['consecutive']} consecutive transient download failures "
+              f"(download.breaker_after = {cfg.download.breaker_after}; last: {str(b.get('last', ''))[:300]}). "
+              f"Videos not downloaded are `error` rows that the next run retries: fix the cause (for YouTube's "
+              f"bot check: wait, lower download.max_concurrent_per_node, or give download.cookies), then run the "
+              f"same command again with --output {cfg.output}", file=sys.stderr, flush=True)
+        return 3
     return 0
 
 

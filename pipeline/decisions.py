@@ -9,6 +9,7 @@ concatenation of the parts, rewritten at the end of a run.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,30 @@ ID_COLUMNS = ["video_id", "clip_index", "key", "status", "stage", "reason", "det
               "clip_num_frames", "shard", "error", "error_stage", "error_reason"]
 
 
+VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def check_id(video_id) -> str:
+    """A video id safe to build a file name from (ids come back from files a user may edit)."""
+    if not isinstance(video_id, str) or not VIDEO_ID.fullmatch(video_id):
+        raise ValueError(f"video id {str(video_id)[:80]!r} is not [A-Za-z0-9_-]{{1,200}}: refusing to build a path from it")
+    return video_id
+
+
 def parts_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "decisions" / "parts"
 
 
+def retry_dir(run_dir: str | Path) -> Path:
+    """Markers of the videos whose part records a transient failure: the next run redoes them."""
+    return Path(run_dir) / "decisions" / "retry"
+
+
 def done_videos(run_dir: str | Path) -> set[str]:
     d = parts_dir(run_dir)
-    return {p.stem for p in d.glob("*.parquet")} if d.is_dir() else set()
+    done = {p.stem for p in d.glob("*.parquet")} if d.is_dir() else set()
+    r = retry_dir(run_dir)
+    return done - ({p.name for p in r.iterdir()} if r.is_dir() else set())
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -41,14 +59,22 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def write_part(run_dir: str | Path, video_id: str, rows: list[dict]) -> Path:
-    """Atomically write one finished video's rows (its video row first, then its clips)."""
+def write_part(run_dir: str | Path, video_id: str, rows: list[dict], retry: bool = False) -> Path:
+    """Atomically write one finished video's rows (its video row first, then its clips); `retry`
+    marks a transient failure that the next run redoes."""
+    check_id(video_id)
+    marker = retry_dir(run_dir) / video_id
+    if retry:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     d = parts_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     final = d / f"{video_id}.parquet"
     tmp = d / f".{video_id}.parquet.tmp"
     _frame(rows).to_parquet(tmp, index=False)
     os.replace(tmp, final)
+    if not retry:
+        marker.unlink(missing_ok=True)
     return final
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -23,7 +24,7 @@ import pandas as pd  # noqa: E402
 from .decisions import ID_COLUMNS, video_verdicts  # noqa: E402
 from .thresholds import threshold_marks  # noqa: E402
 
-VIDEO_LEVEL_STAGES = ("sample", "format", "intra_frame", "inter_frame", "video_pixels")
+VIDEO_LEVEL_STAGES = ("download", "sample", "format", "intra_frame", "inter_frame", "video_pixels")
 
 
 def funnel(df: pd.DataFrame) -> pd.DataFrame:
@@ -33,18 +34,22 @@ def funnel(df: pd.DataFrame) -> pd.DataFrame:
     return f.sort_values(["level", "status", "stage", "reason"], ascending=[False, True, True, True])
 
 
+def _numbers(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, index=df.index)
+
+
 def throughput(df: pd.DataFrame, wall: Mapping[str, float] | None = None) -> pd.DataFrame:
     rows = []
     is_video = df["clip_index"].isna()
     for col in sorted(c for c in df if c.startswith("t_")):
         stage = col[2:]
         sub = df[is_video] if stage in VIDEO_LEVEL_STAGES else df[~is_video]
-        t = pd.to_numeric(sub[col], errors="coerce").fillna(0.0)
+        t = _numbers(sub, col).fillna(0.0)
         done = t > 0
         if stage in VIDEO_LEVEL_STAGES:
-            src = pd.to_numeric(sub["duration_s"], errors="coerce").fillna(0.0)
-        else:
-            src = (pd.to_numeric(sub["end_s"], errors="coerce") - pd.to_numeric(sub["start_s"], errors="coerce")).fillna(0.0)
+            src = _numbers(sub, "duration_s").fillna(0.0)
+        else:  # a run whose every video failed early has no clip columns at all
+            src = (_numbers(sub, "end_s") - _numbers(sub, "start_s")).fillna(0.0)
         compute = float(t[done].sum())
         source = float(src[done].sum())
         rows.append(dict(stage=stage, rows=int(done.sum()), compute_s=round(compute, 3), source_s=round(source, 2),
@@ -84,11 +89,21 @@ def histogram(values: np.ndarray, score: str, marks: list[tuple[str, float]], pa
     plt.close(fig)
 
 
-def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wall: Mapping | None = None) -> Path:
+WRITTEN = ".written.json"  # the histograms the last report wrote: the only files a report deletes
+
+
+def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wall: Mapping | None = None,
+                 extra: Mapping | None = None) -> Path:
     out = Path(run_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("hist_*.png"):
-        old.unlink()
+    try:
+        previous = json.loads((out / WRITTEN).read_text())
+    except (OSError, ValueError):
+        previous = []
+    for name in previous if isinstance(previous, list) else []:
+        if isinstance(name, str) and re.fullmatch(r"hist_[A-Za-z0-9_]+\.png", name):
+            (out / name).unlink(missing_ok=True)
+    written = []
     f = funnel(df)
     f.to_csv(out / "funnel.csv", index=False)
     verdicts = video_verdicts(df) if len(df) else pd.DataFrame()
@@ -101,7 +116,10 @@ def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wal
         values = pd.to_numeric(df[score], errors="coerce")
         # a video-level score is copied onto its clips: count it once per video
         level = video_rows if values[video_rows].notna().any() else ~video_rows
-        histogram(values[level].to_numpy(float), score, marks.get(score, []), out / f"hist_{score}.png")
+        if re.fullmatch(r"[A-Za-z0-9_]+", score):
+            histogram(values[level].to_numpy(float), score, marks.get(score, []), out / f"hist_{score}.png")
+            written.append(f"hist_{score}.png")
+    (out / WRITTEN).write_text(json.dumps(written))
     lines = ["# Curation report", "", f"run: `{Path(run_dir).resolve()}`", ""]
     if len(verdicts):
         counts = verdicts.groupby(["status", "stage", "reason"], dropna=False).size().rename("videos").reset_index()
@@ -110,7 +128,10 @@ def write_report(run_dir: str | Path, df: pd.DataFrame, thresholds: Mapping, wal
               tp.to_string(index=False), ""]
     (out / "summary.md").write_text("\n".join(lines))
     summary = summarize(df)
-    (out / "summary.json").write_text(json.dumps(dict(summary, wall_s=dict(wall or {})), indent=2))
+    if extra:
+        lines += ["## Manifest", ""] + [f"- {k}: {v}" for k, v in extra.items()] + [""]
+        (out / "summary.md").write_text("\n".join(lines))
+    (out / "summary.json").write_text(json.dumps(dict(summary, **dict(extra or {}), wall_s=dict(wall or {})), indent=2))
     return out
 
 

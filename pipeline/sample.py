@@ -1,10 +1,12 @@
-"""Video-level decoding: fetch a source, probe it, and decode the frames the video filters look at.
+"""Video-level decoding: probe a fetched source, read its declared projection, decode the frames
+the video filters look at.
 
-A Ray Data task (`sample_frames`): one row per source video in, the same row out with
-`frames` (num_frames, H, W, 3) uint8 at the analysis size, the probed width / height / fps /
-duration, and `error` / `error_stage` / `error_reason` when anything fails. Bad inputs get short
-reason codes: missing_path, download_failed, empty_file, truncated_file, not_a_video,
-no_video_stream, resolution_too_large, decode_failed.
+A Ray Data task (`SampleFrames`, after the `download` stage put the source at `local_path`): one
+row per source video in, the same row out with `frames` (num_frames, H, W, 3) uint8 at the
+analysis size, the probed width / height / fps / duration, the declared `projection` and
+`stereo_mode` (shards.spherical; "" when the file declares none), and `error` / `error_stage` /
+`error_reason` when anything fails. Bad inputs get short reason codes: empty_file,
+truncated_file, not_a_video, no_video_stream, resolution_too_large, bad_metadata, decode_failed.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from shards.spherical import read_projection
 from shards.video import decode_frames, probe
 
 from .config import CurateConfig
-from .download import DownloadError, ensure_local
+from .download import DownloadError
 
 ISO_BMFF_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp")
 
@@ -96,44 +99,57 @@ def check_declared_size(path: Path, max_pixels: int) -> None:
         raise ResolutionError(f"{path}: declared frame size {w}x{h} exceeds sample.max_pixels = {max_pixels}")
 
 
-def sample_one(source: str, video_id: str, cfg: CurateConfig, cache_dir: str) -> dict:
-    """Fetch, probe and sample one video. Raises on any failure (see classify_error)."""
-    path = ensure_local(source, video_id, cfg.download, cache_dir)
+class MetadataError(ValueError):
+    pass
+
+
+def sample_one(path: Path, video_id: str, cfg: CurateConfig) -> dict:
+    """Probe and sample one local video. Raises on any failure (see classify_error)."""
     if path.is_file() and path.stat().st_size > 0:
         check_declared_size(path, cfg.sample.max_pixels)
     info = probe(path)
+    try:
+        declared = read_projection(path)
+    except (ValueError, OSError) as e:
+        raise MetadataError(f"{path}: unreadable spherical metadata ({e})") from e
     idx = frame_indices(video_id, info.num_frames, cfg.sample.num_frames, cfg.sample.seed)
     frames = decode_frames(path, indices=idx, size=(cfg.sample.width, cfg.sample.height))
-    return dict(frames=frames, local_path=str(path), width=info.width, height=info.height, fps=info.fps,
-                num_frames=info.num_frames, duration_s=info.duration_s)
+    # "" for undeclared: one column type in every Ray block
+    return dict(frames=frames, width=info.width, height=info.height, fps=info.fps, num_frames=info.num_frames,
+                duration_s=info.duration_s, projection=declared["projection"] or "",
+                stereo_mode=declared["stereo_mode"] or "")
 
 
 class SampleFrames:
     """Ray Data task body (stateless, a class only to carry the config): adds frames + probe info."""
 
-    def __init__(self, cfg: CurateConfig, cache_dir: str):
-        self.cfg, self.cache_dir = cfg, cache_dir
+    def __init__(self, cfg: CurateConfig):
+        self.cfg = cfg
 
     def __call__(self, batch: dict) -> dict:
         n = len(batch["video_id"])
         empty = np.zeros((0, self.cfg.sample.height, self.cfg.sample.width, 3), np.uint8)
-        out = {k: [] for k in ("frames", "local_path", "width", "height", "fps", "num_frames",
-                               "duration_s", "error", "error_stage", "error_reason", "t_sample")}
+        out = {k: [] for k in ("frames", "width", "height", "fps", "num_frames", "duration_s", "projection",
+                               "stereo_mode", "error", "error_stage", "error_reason", "t_sample")}
+        errors = batch.get("error", [""] * n)
         for i in range(n):
             t0 = time.perf_counter()
-            source, vid = str(batch["source"][i]), str(batch["video_id"][i])
-            try:
-                row = sample_one(source, vid, self.cfg, self.cache_dir)
-                err = stage = reason = ""
-            except Exception as e:  # noqa: BLE001 - a bad input is an error row, not a crash
-                path = None if source.startswith(("http", "youtube:")) else Path(source)
-                if isinstance(e, ResolutionError):
-                    stage, reason = "decode", "resolution_too_large"
-                else:
-                    stage, reason = classify_error(e, path)
-                row = dict(frames=empty, local_path="", width=0, height=0, fps=np.nan, num_frames=0,
-                           duration_s=np.nan)
-                err = f"{type(e).__name__}: {e}"
+            row = dict(frames=empty, width=0, height=0, fps=np.nan, num_frames=0, duration_s=np.nan,
+                       projection="", stereo_mode="")
+            err, stage, reason = errors[i], batch.get("error_stage", [""] * n)[i], batch.get("error_reason", [""] * n)[i]
+            if not (isinstance(err, str) and err):  # not failed before (manifest, download)
+                path = Path(str(batch["local_path"][i]))
+                try:
+                    row = sample_one(path, str(batch["video_id"][i]), self.cfg)
+                    err = stage = reason = ""
+                except Exception as e:  # noqa: BLE001 - a bad input is an error row, not a crash
+                    if isinstance(e, ResolutionError):
+                        stage, reason = "decode", "resolution_too_large"
+                    elif isinstance(e, MetadataError):
+                        stage, reason = "decode", "bad_metadata"
+                    else:
+                        stage, reason = classify_error(e, path)
+                    err = f"{type(e).__name__}: {e}"
             for k, v in row.items():
                 out[k].append(v)
             out["error"].append(err)
@@ -142,5 +158,6 @@ class SampleFrames:
             out["t_sample"].append(time.perf_counter() - t0)
         batch = dict(batch)
         for k, v in out.items():
-            batch[k] = v if k == "frames" else np.asarray(v, dtype=object if k.startswith(("error", "local")) else None)
+            batch[k] = v if k == "frames" else np.asarray(
+                v, dtype=object if k.startswith("error") or k in ("projection", "stereo_mode") else None)
         return batch

@@ -19,7 +19,9 @@ Config shape (order matters: the first stage whose rule fires is the stage of th
           - reason: low_flow
             reject_if: {motion_deg_s: {below: 2.0}}
 
-A condition on a score that is missing (NaN: not computed) never fires.
+A condition on a score that is missing (NaN: not computed) never fires. A rule with `backbone:
+random | pretrained` applies only to rows whose `lpips_backbone` is that one (the intra-frame
+scores of the two LPIPS backbones are on different scales).
 """
 from __future__ import annotations
 
@@ -58,8 +60,10 @@ def check_rules(thresholds: Mapping, where: str = "thresholds") -> None:
                 raise ThresholdError(f"{at}: must be a list of rules")
             for i, rule in enumerate(rules):
                 r_at = f"{at}[{i}]"
-                if not isinstance(rule, Mapping) or set(rule) - {"reason", "reject_if", "note"}:
-                    raise ThresholdError(f"{r_at}: a rule has keys reason, reject_if (and an optional note)")
+                if not isinstance(rule, Mapping) or set(rule) - {"reason", "reject_if", "note", "backbone"}:
+                    raise ThresholdError(f"{r_at}: a rule has keys reason, reject_if (and optional note, backbone)")
+                if "backbone" in rule and rule["backbone"] not in ("random", "pretrained"):
+                    raise ThresholdError(f"{r_at}.backbone: random or pretrained, got {rule['backbone']!r}")
                 if not isinstance(rule.get("reason"), str) or not rule["reason"]:
                     raise ThresholdError(f"{r_at}: reason must be a non-empty string")
                 conds = rule.get("reject_if")
@@ -84,12 +88,32 @@ def _fires(value: Any, op: str, limit: float) -> bool:
     return value > limit if op == "above" else value < limit
 
 
+def declared_format(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when the file itself declares a layout that is not mono equirect: a cube
+    map / mesh projection or a stereo mode (shards.spherical). Decided before any pixel score."""
+    projection, stereo = row.get("projection"), row.get("stereo_mode")
+    if isinstance(projection, str) and projection not in ("equirectangular", ""):
+        return f"projection_{projection}", f"the file declares projection {projection}"
+    if isinstance(stereo, str) and stereo not in ("mono", ""):
+        return f"stereo_{stereo}", f"the file declares stereo mode {stereo}"
+    return None
+
+
 def decide(row: Mapping[str, Any], thresholds: Mapping, level: str) -> tuple[str, str, str, str]:
-    """(status, stage, reason, detail) of one row of scores. Error rows stay errors."""
+    """(status, stage, reason, detail) of one row of scores. Error rows stay errors, except
+    permanent facts about the source (private, removed, a bad manifest value: `error_kind`
+    permanent), which are rejections at their stage."""
     error = row.get("error")
     if isinstance(error, str) and error:
-        return "error", str(row.get("error_stage") or ""), str(row.get("error_reason") or "error"), error
+        status = "rejected" if row.get("error_kind") == "permanent" else "error"
+        return status, str(row.get("error_stage") or ""), str(row.get("error_reason") or "error"), error
+    declared = declared_format(row) if level == "video" else None
+    if declared:
+        return "rejected", "format", declared[0], declared[1]
+    backbone = row.get("lpips_backbone")
     for stage, rule in stage_rules(thresholds, level):
+        if "backbone" in rule and rule["backbone"] != backbone:
+            continue  # a rule for another LPIPS backbone (or a row that records none)
         conds = rule["reject_if"]
         hits = []
         for score, cond in conds.items():

@@ -5,16 +5,19 @@
 - `lpips_tb`: LPIPS between the top and bottom halves (over-under stereo).
 Mean over `num_frames` of the sampled frames. The real `lpips` module (VGG, as the authors' code).
 
-Backbone weights: torchvision's VGG/Alex weights are loaded from the torch hub cache when they are
-there (the scores then match the published thresholds: < 0.05 left/right, < 0.3 top/bottom).
-Without them (no download here) the backbone is randomly initialised from a fixed seed and a
-warning is logged; the scores are still 0 for identical halves and grow with the difference, but
-their scale differs, so the thresholds in the config must be calibrated for the backbone in use.
+Backbone weights are explicit (`filters.intra_frame.weights`): a PATH to torchvision's ImageNet
+weights of the backbone (`vgg16-397923af.pth` / `alexnet-owt-7be5be79.pth`, as torch hub stores
+them), whose scores match the published thresholds (< 0.05 left/right, < 0.3 top/bottom), or
+`random`: a backbone randomly initialised from `seed` (no download possible here); its scores are
+still 0 for identical halves and grow with the difference, but on another scale. Which one scored
+a row is its `lpips_backbone` column (`pretrained` / `random`), the setting is in `config_hash`, and
+the thresholds name the backbone they are for (`backbone:` in a rule), so one run never applies
+one backbone's threshold to the other's scores, and every node loads the same backbone whatever
+its torch hub cache holds.
 """
 from __future__ import annotations
 
 import logging
-import os
 
 import cv2
 import numpy as np
@@ -26,28 +29,44 @@ from . import add_scores
 log = logging.getLogger(__name__)
 
 SCORES = ["lpips_lr", "lpips_tb"]
-# torchvision's file names of the ImageNet backbones lpips uses
-BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
 
-def backbone_cached(net: str) -> bool:
-    name = BACKBONE_FILES.get(net)
-    return bool(name) and os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", name))
+def backbone_name(weights: str) -> str:
+    return "random" if weights == "random" else "pretrained"
 
 
-def load_lpips(net: str = "vgg", seed: int = 0):
-    """lpips.LPIPS with the pretrained backbone when cached, else a seeded random one (warned)."""
+def load_backbone_weights(model, path: str) -> int:
+    """Copy torchvision's `features.N.*` tensors from `path` into lpips' backbone slices (which hold
+    the same modules, numbered the same). Returns the tensors loaded; raises ValueError on none."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = 0
+    for _, block in model.net.named_children():
+        for index, module in block.named_children():
+            for name in ("weight", "bias"):
+                key = f"features.{index}.{name}"
+                if key in state and getattr(module, name, None) is not None:
+                    param = getattr(module, name)
+                    if tuple(state[key].shape) != tuple(param.shape):
+                        raise ValueError(f"{path}: {key} has shape {tuple(state[key].shape)}, "
+                                         f"the backbone needs {tuple(param.shape)}")
+                    param.data.copy_(state[key])
+                    loaded += 1
+    if not loaded:
+        raise ValueError(f"{path}: no `features.N.weight` tensors of the backbone in this file")
+    return loaded
+
+
+def load_lpips(net: str = "vgg", seed: int = 0, weights: str = "random"):
+    """lpips.LPIPS with the backbone given by `weights` (a path, or `random` from `seed`).
+    Returns (model, backbone name). lpips' own linear layers ship with the package."""
     import lpips
 
-    pretrained = backbone_cached(net)
-    if not pretrained:
-        log.warning("LPIPS: no cached %s backbone weights in %s; using a random backbone (seed %d). "
-                    "Intra-frame thresholds must be calibrated for it.", net,
-                    os.path.join(torch.hub.get_dir(), "checkpoints"), seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = lpips.LPIPS(net=net, pnet_rand=not pretrained, verbose=False)
-    return model.eval(), pretrained
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if weights != "random":
+        load_backbone_weights(model, weights)
+    return model.eval(), backbone_name(weights)
 
 
 def halves(frames: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
@@ -74,7 +93,7 @@ class IntraFrameScores:
         cv2.setNumThreads(1)
         self.cfg = cfg
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model, self.pretrained = load_lpips(cfg.net, cfg.seed)
+        self.model, self.backbone = load_lpips(cfg.net, cfg.seed, cfg.weights)
         self.model.to(self.device)
 
     @torch.no_grad()
@@ -88,4 +107,6 @@ class IntraFrameScores:
         return dict(lpips_lr=self.distance(left, right), lpips_tb=self.distance(top, bottom))
 
     def __call__(self, batch: dict) -> dict:
-        return add_scores(batch, "intra_frame", SCORES, lambda i: self.scores(batch["frames"][i]))
+        batch = add_scores(batch, "intra_frame", SCORES, lambda i: self.scores(batch["frames"][i]))
+        batch["lpips_backbone"] = np.full(len(batch["lpips_lr"]), self.backbone, dtype=object)
+        return batch

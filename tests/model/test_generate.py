@@ -5,7 +5,6 @@ loaded back through `from_pretrained`, the path a user runs with real weights.
 """
 import json
 import shutil
-import subprocess
 
 import cv2
 import numpy as np
@@ -19,8 +18,8 @@ from model.generate import (GenerateConfig, blend_weights, blended_decode, colum
                             scheduler_sigmas, seam_discontinuity)
 from model.network import build_tiny_svd, load_svd, vae_decode, vae_encode
 from model.poses import Poses
-from model.spherical_metadata import inject_spherical_v1, read_spherical_v1
-from shards.video import decode_frames, encode_mp4, ffmpeg_exe, probe, write_mp4
+from shards.spherical import read_spherical_v1
+from shards.video import decode_frames, probe, write_mp4
 
 
 
@@ -265,22 +264,4 @@ def test_run_dir_with_base_resolves_to_its_unet(tiny, tmp_path):
     assert paths.run_config["data"]["num_frames"] == 6
 
 
-# ------------------------------------------------------------------------- spherical metadata
-def test_spherical_box_is_injected_and_the_video_still_decodes(tmp_path):
-    frames = np.random.default_rng(0).integers(0, 256, (5, 32, 64, 3), dtype=np.uint8)
-    mp4 = encode_mp4(frames, 5)
-    assert mp4.find(b"moov") < mp4.find(b"mdat")  # faststart: chunk offsets must be shifted
-    assert read_spherical_v1(mp4) is None
-    tagged = inject_spherical_v1(mp4)
-    assert read_spherical_v1(tagged)["ProjectionType"] == "equirectangular"
-    assert inject_spherical_v1(tagged) == tagged  # tagging twice replaces, not duplicates
-    np.testing.assert_array_equal(decode_frames(tagged), decode_frames(mp4))
-    with pytest.raises(ValueError, match="no moov"):
-        inject_spherical_v1(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00")
-    ffprobe = shutil.which("ffprobe") or shutil.which("ffprobe", path=str(__import__("pathlib").Path(ffmpeg_exe()).parent))
-    if ffprobe is None:
-        pytest.skip("no ffprobe binary to read the box back independently")
-    (tmp_path / "t.mp4").write_bytes(tagged)
-    shown = subprocess.run([ffprobe, "-v", "error", "-show_streams", str(tmp_path / "t.mp4")],
-                           capture_output=True, text=True, check=True).stdout
-    assert "projection=equirectangular" in shown
+# spherical metadata: tests/shards/test_spherical.py

@@ -137,7 +137,11 @@ def test_rerun_skips_finished_videos(first_run, ray_cluster):
     assert time.perf_counter() - t0 < first_run[4] / 3  # nothing decoded again
     assert sorted(p.name for p in (out / "shards").iterdir()) == shards_before
     after = pd.read_parquet(out / "decisions.parquet")
-    pd.testing.assert_frame_equal(before, after)
+    # transient download failures (the unreachable URL) are redone; everything else is kept as it was
+    retried = set(before.loc[before["error_kind"].eq("transient"), "video_id"])
+    assert retried == {"video"} and (after.loc[after["video_id"].isin(retried), "status"] == "error").all()
+    keep = lambda df: df[~df["video_id"].isin(retried)].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep(before), keep(after))
 
 
 def test_rethreshold_rewrites_decisions_and_lists_shard_changes(first_run, tmp_path):
@@ -202,13 +206,17 @@ def test_ray_job_submit_against_a_head_node(corpus, ray_cluster, tmp_path):
     inputs.mkdir()
     for name in ("equirect_000.mp4", "poster_000.mp4"):
         shutil.copy(src / name, inputs / name)
+    # as for 360-1M: a manifest given by absolute path (the job runs in a copy of the repository),
+    # whose rows are relative to the manifest
+    pd.DataFrame({"path": ["equirect_000.mp4", "poster_000.mp4"]}).to_parquet(inputs / "manifest.parquet")
     cfg = tmp_path / "c.yaml"
     data = local_config(None)
     data["ray"].pop("address")
     cfg.write_text(yaml.safe_dump(data))
     out = tmp_path / "run"
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_cluster["dashboard"], "--working-dir", str(REPO),
-           "--", sys.executable, "pipeline/curate.py", "--config", str(cfg), "--input", str(inputs), "--output", str(out)]
+           "--", sys.executable, "pipeline/curate.py", "--config", str(cfg), "--input", str(inputs / "manifest.parquet"),
+           "--output", str(out)]
     r = subprocess.run(cmd, cwd=REPO, env=ray_cluster["env"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in r.stdout and "raysubmit_" in r.stdout  # it ran as a job on the head node

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import InputConfig
-from pipeline.download import DownloadError, ensure_local, source_kind
+from pipeline.download import DownloadError, cached_file, cache_entry, fetch, source_kind
 from pipeline.config import DownloadConfig
 from pipeline.manifest import ManifestError, read_manifest
 
@@ -46,7 +46,7 @@ def test_source_kinds_and_local_fetch(tmp_path):
     assert [source_kind(s) for s in ["youtube:abc", "https://x/y.mp4", "s3://b/k.mp4", "/a/b.mp4", "file:///a"]] == \
         ["youtube", "http", "fsspec", "local", "local"]
     with pytest.raises(DownloadError) as e:
-        ensure_local(str(tmp_path / "missing.mp4"), "m", DownloadConfig(), tmp_path)
+        fetch(str(tmp_path / "missing.mp4"), DownloadConfig(), tmp_path)
     assert e.value.reason == "missing_path"
 
 
@@ -55,8 +55,34 @@ def test_fsspec_source_is_copied_and_cached(tmp_path):
 
     with fsspec.open("memory://bucket/v.mp4", "wb") as f:
         f.write(b"video-bytes")
-    cfg = DownloadConfig(retries=0)
-    path = ensure_local("memory://bucket/v.mp4", "vid", cfg, tmp_path / "cache")
-    assert path.read_bytes() == b"video-bytes" and path.parent == tmp_path / "cache"
+    cfg = DownloadConfig(retries=0, fsspec_schemes=["memory"])  # memory:// only when allowed
+    path = fetch("memory://bucket/v.mp4", cfg, tmp_path / "cache")
+    assert path.read_bytes() == b"video-bytes" and path.parent == cache_entry("memory://bucket/v.mp4", tmp_path / "cache")
     fsspec.filesystem("memory").rm("bucket/v.mp4")
-    assert ensure_local("memory://bucket/v.mp4", "vid", cfg, tmp_path / "cache") == path  # cached
+    assert fetch("memory://bucket/v.mp4", cfg, tmp_path / "cache") == path  # cached
+    assert cached_file(path.parent) == path
+
+
+def test_bad_values_become_row_errors_naming_the_column(tmp_path):
+    rows = [dict(path="a.mp4", like_count=3, duration=10), dict(path="b.mp4", like_count=-1, duration=10),
+            dict(path="c.mp4", like_count="many", duration=10), dict(path="d.mp4", like_count=float("inf"), duration=5),
+            dict(path="e.mp4", like_count=float("nan"), duration=5), dict(path="f.mp4", like_count=4, duration=-3),
+            dict(path=None, like_count=4, duration=3), dict(path="a.mp4", like_count=3, duration=10)]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows).replace("Infinity", "1e999"))
+    df = read_manifest(tmp_path / "m.jsonl", InputConfig())
+    assert df.attrs["duplicates"] == 1 and len(df) == 7  # a.mp4 twice: one video
+    errors = dict(zip(df["video_id"], df["manifest_error"]))
+    assert errors["a"] is None
+    assert "`like_count`" in errors["b"] and "negative" in errors["b"]
+    assert "`like_count`" in errors["c"] and "not a number" in errors["c"]
+    assert "`like_count`" in errors["d"] and "finite" in errors["d"]
+    assert "`like_count`" in errors["e"] and "missing" in errors["e"]
+    assert "`duration`" in errors["f"]
+    assert any(isinstance(e, str) and "`path`" in e for e in errors.values())
+    assert df["video_id"].is_unique
+
+
+def test_same_youtube_id_twice_is_one_video(tmp_path):
+    pd.DataFrame({"id": ["abc", "abc", "xyz"], "like_count": [60, 60, 70]}).to_parquet(tmp_path / "m.parquet")
+    df = read_manifest(tmp_path / "m.parquet", InputConfig(min_likes=50))
+    assert df["source"].tolist() == ["youtube:abc", "youtube:xyz"] and df.attrs["duplicates"] == 1

@@ -24,9 +24,9 @@ def setup():
 
 
 def video_level(path: Path, cfg, intra, tmp: Path) -> tuple[dict, tuple]:
-    row = sample_one(str(path), path.stem, cfg, str(tmp))
+    row = sample_one(path, path.stem, cfg)
     scores = format_scores(row["frames"], row["width"], row["height"], cfg.filters.format)
-    scores.update(intra.scores(row["frames"]))
+    scores.update(intra.scores(row["frames"]), lpips_backbone=intra.backbone)
     only = {"video": {k: v for k, v in cfg.thresholds["video"].items() if k in ("format", "intra_frame")}}
     return scores, decide(scores, only, "video")
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import CurateConfig
+from pipeline.download import FetchSources
 from pipeline.sample import SampleFrames, frame_indices, iso_bmff_truncated
 from shards.video import ffmpeg_exe, write_mp4
 
@@ -31,8 +32,13 @@ def make_bad_inputs(d):
         "truncated": (str(d / "truncated.mp4"), "truncated_file"),
         "huge": (str(d / "huge.y4m"), "resolution_too_large"),
         "missing": (str(d / "does_not_exist.mp4"), "missing_path"),
-        "unreachable": ("http://127.0.0.1:9/video.mp4", "download_failed"),
+        "unreachable": ("http://127.0.0.1:9/video.mp4", "network"),
     }
+
+
+def fetch_and_sample(cfg, batch, cache):
+    """The `download` stage then the `sample` stage, as the pipeline runs them."""
+    return SampleFrames(cfg)(FetchSources(cfg.download, str(cache))(batch))
 
 
 def test_bad_inputs_are_error_rows_with_reasons(tmp_path):
@@ -40,7 +46,7 @@ def test_bad_inputs_are_error_rows_with_reasons(tmp_path):
     cfg = CurateConfig.from_dict({"download": {"retries": 1, "backoff_s": 0.01, "timeout_s": 5}})
     batch = {"video_id": np.array(list(bad), dtype=object),
              "source": np.array([s for s, _ in bad.values()], dtype=object)}
-    out = SampleFrames(cfg, str(tmp_path / "cache"))(batch)
+    out = fetch_and_sample(cfg, batch, tmp_path / "cache")
     got = dict(zip(out["video_id"], out["error_reason"]))
     assert got == {k: reason for k, (_, reason) in bad.items()}
     assert all(e for e in out["error"]) and all(f.size == 0 for f in out["frames"])
@@ -53,8 +59,8 @@ def test_good_video_is_sampled_reproducibly(tmp_path):
     write_mp4(tmp_path / "v.mp4", frames, fps=10)
     cfg = CurateConfig.from_dict({"sample": {"num_frames": 5, "width": 64, "height": 32}})
     batch = {"video_id": np.array(["v"], dtype=object), "source": np.array([str(tmp_path / "v.mp4")], dtype=object)}
-    a = SampleFrames(cfg, str(tmp_path))(dict(batch))
-    b = SampleFrames(cfg, str(tmp_path))(dict(batch))
+    a = fetch_and_sample(cfg, dict(batch), tmp_path)
+    b = fetch_and_sample(cfg, dict(batch), tmp_path)
     assert a["error"][0] == "" and a["frames"][0].shape == (5, 32, 64, 3)
     assert np.array_equal(a["frames"][0], b["frames"][0])
     assert (a["width"][0], a["height"][0], a["num_frames"][0]) == (128, 64, 30)

@@ -1,0 +1,117 @@
+"""Run directories are safe (no Ray): the lock, resume with a changed config, ids read back from
+files, reports that delete only their own files, transient failures redone, declared projections."""
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import decisions as dec
+from pipeline.config import CurateConfig
+from pipeline.curate import ConfigChanged, check_resume_config, main
+from pipeline.report import write_report
+from pipeline.thresholds import decide
+
+from .conftest import REPO
+
+LOCAL = REPO / "configs" / "curate" / "local.yaml"
+
+
+def test_second_run_on_a_locked_directory_exits_2_naming_the_holder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; sys.path.insert(0, %r)\n"
+        "from pipeline.curate import lock_run_dir\n"
+        "f = lock_run_dir(Path(%r)); print('locked', flush=True); time.sleep(60)") % (str(REPO), str(run_dir))],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        tmp = run_dir / "shards"
+        tmp.mkdir()
+        (tmp / "clips-000000.tar.tmp").write_bytes(b"the first run's partial shard")
+        code = main(["--config", str(LOCAL), "--input", str(tmp_path), "--output", str(run_dir)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"pid {holder.pid}" in err and "in use" in err
+        assert (tmp / "clips-000000.tar.tmp").exists()  # the holder's partial shard is left alone
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_resume_with_a_changed_config_stops_naming_the_keys(tmp_path):
+    data = yaml.safe_load(LOCAL.read_text())
+    old = CurateConfig.from_dict(data)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old.to_dict()))
+    dec.write_part(tmp_path, "v1", [dict(video_id="v1", clip_index=None, status="accepted")])
+    check_resume_config(tmp_path, old, allow_change=False)  # same config: fine
+    data["clips"]["duration_s"] = 7.0
+    data["thresholds"]["clip"]["text"][0]["reject_if"]["text_area_frac"]["above"] = 0.2
+    data["ray"]["num_cpus"] = 1  # where it runs: not a change of what is decided
+    new = CurateConfig.from_dict(data)
+    with pytest.raises(ConfigChanged) as e:
+        check_resume_config(tmp_path, new, allow_change=False)
+    assert "clips.duration_s" in str(e.value) and "thresholds.clip.text" in str(e.value)
+    assert "ray" not in str(e.value).split("changed:")[1].split(".")[0]
+    check_resume_config(tmp_path, new, allow_change=True)  # the explicit override
+
+
+def test_rethreshold_refuses_ids_that_would_build_paths_outside(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    df = pd.DataFrame([dict(video_id="../../evil", clip_index=None, status="accepted", stage="", reason="",
+                            detail="", seam_ratio=1.0)])
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    df.to_parquet(run_dir / "decisions.parquet")
+    code = main(["--config", str(LOCAL), "--output", str(run_dir), "--rethreshold"])
+    assert code == 2 and "../../evil" in capsys.readouterr().err
+    assert not (tmp_path / "evil.parquet").exists() and not list(tmp_path.rglob("evil*"))
+
+
+def test_report_deletes_only_the_files_it_wrote(tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "hist_mine.png").write_bytes(b"a user's own plot")
+    df = pd.DataFrame([dict(video_id="a", clip_index=None, status="accepted", stage="", reason="", seam_ratio=1.0,
+                            lpips_lr=0.2)])
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    write_report(tmp_path, df, {})
+    assert (report / "hist_lpips_lr.png").exists()
+    write_report(tmp_path, df.drop(columns="lpips_lr"), {})
+    assert not (report / "hist_lpips_lr.png").exists()  # ours, no longer written: removed
+    assert (report / "hist_mine.png").read_bytes() == b"a user's own plot"
+
+
+def test_transient_failures_are_redone_by_the_next_run(tmp_path):
+    dec.write_part(tmp_path, "ok", [dict(video_id="ok", clip_index=None, status="rejected")])
+    dec.write_part(tmp_path, "flaky", [dict(video_id="flaky", clip_index=None, status="error")], retry=True)
+    assert dec.done_videos(tmp_path) == {"ok"}
+    dec.write_part(tmp_path, "flaky", [dict(video_id="flaky", clip_index=None, status="accepted")])
+    assert dec.done_videos(tmp_path) == {"ok", "flaky"}
+    with pytest.raises(ValueError, match="refusing"):
+        dec.write_part(tmp_path, "../x", [])
+
+
+def test_declared_layouts_and_permanent_download_failures_are_rejections():
+    rules = {"video": {"black": [{"reason": "black_pixels", "reject_if": {"video_black_frac": {"above": 0.5}}}]}}
+    row = dict(video_black_frac=0.9, projection="cubemap", stereo_mode="mono")
+    assert decide(row, rules, "video")[:3] == ("rejected", "format", "projection_cubemap")  # before pixels
+    assert decide(dict(row, projection="mesh"), rules, "video")[2] == "projection_mesh"
+    assert decide(dict(row, projection="equirectangular", stereo_mode="top-bottom"), rules, "video")[2] == \
+        "stereo_top-bottom"
+    assert decide(dict(row, projection="equirectangular"), rules, "video")[2] == "black_pixels"
+    assert decide(dict(row, projection=None, stereo_mode=None), rules, "video")[2] == "black_pixels"
+    err = dict(error="DownloadError: private", error_stage="download", error_reason="private_video")
+    assert decide(dict(err, error_kind="permanent"), rules, "video")[:3] == ("rejected", "download", "private_video")
+    assert decide(dict(err, error_kind="transient"), rules, "video")[0] == "error"
+
+
+def test_report_of_a_run_without_any_clip(tmp_path):
+    """Every video failed at download (the bot check): no clip columns, still a report."""
+    df = pd.DataFrame([dict(video_id="a", clip_index=None, status="error", stage="download", reason="bot_check",
+                            duration_s=None, t_download=1.5, t_text=0.0)])
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    write_report(tmp_path, df, {})
+    tp = pd.read_csv(tmp_path / "report" / "throughput.csv").set_index("stage")
+    assert tp.loc["download", "rows"] == 1
