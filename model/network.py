@@ -220,12 +220,18 @@ def build_svd_xt_random(dtype: torch.dtype = torch.float32) -> tuple:
     """A randomly initialised full-size SVD-XT (UNet, VAE, CLIP) from the published configs, no
     download. Build it under `torch.device("meta")` or FakeTensorMode to get shapes without memory."""
     cfg = svd_xt_configs()
-    unet = UNetSpatioTemporalConditionModel.from_config({k: v for k, v in cfg["unet"].items()
-                                                         if not k.startswith("_")})
-    vae = AutoencoderKLTemporalDecoder.from_config({k: v for k, v in cfg["vae"].items() if not k.startswith("_")})
     clip_cfg = {k: v for k, v in cfg["image_encoder"].items() if k not in ("architectures", "model_type")}
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_cfg))
-    return unet.to(dtype), vae.to(dtype), image_encoder.to(dtype)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in `dtype` directly (a cast would copy every weight)
+    try:
+        unet = UNetSpatioTemporalConditionModel.from_config({k: v for k, v in cfg["unet"].items()
+                                                             if not k.startswith("_")})
+        vae = AutoencoderKLTemporalDecoder.from_config({k: v for k, v in cfg["vae"].items()
+                                                        if not k.startswith("_")})
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_cfg))
+    finally:
+        torch.set_default_dtype(before)
+    return unet, vae, image_encoder
 
 
 def build_tiny_svd(
