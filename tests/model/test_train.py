@@ -93,7 +93,8 @@ def test_tiny_model_overfits_one_batch(tiny_svd_dir, shards_dir):
                             "data.pers_size=16", "data.context_frames=1", "edm.cond_dropout=0.0"])
     svd = load_svd(tiny_svd_dir)
     pair = next(iter(PairDataset([str(shards_dir)], cfg.data, seed=0)))
-    batch = {k: pair[k][None] for k in ("target", "condition", "pers")}
+    batch = {k: pair[k][None] for k in ("target", "condition", "pers", "mask")}
+    batch["context_frames"] = torch.tensor([pair["context_frames"]])
     prepared = prepare_batch(svd, batch, cfg, step_generator(0, 0, 0, 0), "cpu", torch.float32)
     lat = edm.latitude_weight(8, 16)
     opt = torch.optim.AdamW(svd.unet.parameters(), lr=1e-3)
@@ -107,6 +108,36 @@ def test_tiny_model_overfits_one_batch(tiny_svd_dir, shards_dir):
         losses.append(loss.item())
     assert np.isfinite(losses).all()
     assert losses[-1] <= 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_condition_noise_only_inside_the_mask_and_not_on_context_frames(shards_dir):
+    """The trainer's condition pixels: σ_cond·ε inside the mask only; context frames (fully
+    visible in context-aware pairs) are the clean target frames. On a real DataLoader batch."""
+    from torch.utils.data import DataLoader
+
+    from model.data import signed_unit
+    from model.train import condition_pixels, step_generator
+
+    cfg = TrainConfig.load(REPO / "configs" / "train" / "tiny.yaml",
+                           [f"shards=[{shards_dir}]", "data.num_frames=4", "data.height=16", "data.width=32",
+                            "data.pers_size=16", "data.context_frames=2", "data.context_prob=0.5",
+                            "edm.sigma_cond_mean=-1.0"])
+    loader = DataLoader(PairDataset([str(shards_dir)], cfg.data, seed=0, resample=False), batch_size=3)
+    batch = next(iter(loader))
+    assert batch["target"].dtype == torch.uint8 and batch["mask"].dtype == torch.bool
+    assert "weight" not in batch  # nothing the step does not use crosses the process boundary
+    assert set(batch["context"].tolist()) == {True, False}, "need both pair kinds in the batch"
+    noisy, sigma_cond = condition_pixels(batch, cfg, step_generator(0, 0, 0, 0), "cpu")
+    canvas = signed_unit(batch["condition"])
+    noise = (noisy - canvas).abs().amax(2)  # (B, T, H, W)
+    mask = batch["mask"][:, :, 0]
+    assert (noise[~mask] == 0).all()  # nothing outside the mask (the canvas stays −1 there)
+    for b in range(3):
+        S = int(batch["context_frames"][b])
+        assert S == (2 if batch["context"][b] else 0)
+        assert (noise[b, :S] == 0).all()  # clean context frames
+        torch.testing.assert_close(noisy[b, :S], signed_unit(batch["target"][b, :S]))
+        assert (noise[b, S:][mask[b, S:]] > 0).all()  # noise everywhere else inside the mask
 
 
 def test_resume_equals_uninterrupted_and_unet_round_trip(tmp_path, shards_dir, single_process):
