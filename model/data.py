@@ -64,7 +64,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from geometry import (TrajectoryConfig, circular_shift, equirect_to_perspective, perspective_to_equirect,
                       simulate_trajectory)
-from model.edm import latitude_weight  # the trainer's loss weight (paper eq. 1), not re-implemented
 from shards.reader import iter_samples, list_shards
 from shards.video import decode_frames, probe, sample_indices
 
