@@ -8,9 +8,9 @@ memory the pairs occupy per rank crossing the DataLoader's process boundary.
 Shared memory: each DataLoader worker hands its batches to the trainer through shared memory, and
 up to workers × prefetch_factor batches wait there per rank. The bytes of one real stage-2 pair
 (micro-batch 1) are measured as received from a worker process (every tensor checked to be in
-shared memory), for today's layout (uint8 pixels, bool mask, no latitude weight) and for the
-layout before (float32 target, condition, pers and mask, plus the (1,H,W) weight, rebuilt from
-the same pair).
+shared memory), in the trainer's layout (uint8 pixels, the mask packed 8 pixels a byte, no
+latitude weight: `model.data.pack_for_loader`), and for the layout before (float32 target,
+condition, pers and mask, plus the (1,H,W) weight, rebuilt from the same pair).
 
 Clips: 8 s of ../shared/data/samples/testRoom1_1920Mono.mp4 (a real 1920×960 30 fps equirect)
 re-encoded at each size like a curated clip (H.264 crf 20, keyframe every 2 s), 4 samples in 2
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.data import PairConfig, PairDataset  # noqa: E402
+from model.data import PairConfig, PairDataset, pack_for_loader, unpack_batch  # noqa: E402
 from shards.video import decode_frames, encode_mp4, probe  # noqa: E402
 from shards.writer import ShardWriter  # noqa: E402
 
@@ -117,22 +117,41 @@ def float_layout(batch: dict, config: PairConfig) -> dict:
         old[k] = batch[k].float() / (1 if k == "mask" else 127.5) - (0 if k == "mask" else 1)
     old["weight"] = latitude_weight(config.height, config.width)[None]
     old.pop("context_frames", None)
+    old.pop("mask_bits", None)
+    old.pop("mask_width", None)
     return old
 
 
-def shared_memory_table(shards: Path, config: PairConfig, workers: int = 6, prefetch: int = 2) -> list[str]:
-    loader = DataLoader(PairDataset(shards, config, seed=0, resample=True), batch_size=1, num_workers=1,
+class Packed(torch.utils.data.IterableDataset):
+    """The trainer's wire format: PairDataset's pairs through `pack_for_loader` (model/train.py)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __iter__(self):
+        return (pack_for_loader(p) for p in self.dataset)
+
+
+def shared_memory_table(shards: Path, config: PairConfig, workers: int = 6) -> list[str]:
+    loader = DataLoader(Packed(PairDataset(shards, config, seed=0, resample=True)), batch_size=1, num_workers=1,
                         prefetch_factor=1)
-    batch = next(iter(loader))  # came from a worker process: its tensors live in shared memory
-    now, shared = batch_bytes(batch)
+    wire = next(iter(loader))  # came from a worker process: its tensors live in shared memory
+    now, shared = batch_bytes(wire)
+    batch = unpack_batch(wire)
+    unpacked, _ = batch_bytes(batch)
     before, _ = batch_bytes(float_layout(batch, config))
     lines = [f"\nshared memory per rank, {config.height}×{config.width}×{config.num_frames}, micro-batch 1, "
-             f"{workers} workers × prefetch {prefetch}  (received tensors in shared memory: {shared})",
-             f"{'layout':<44}{'one pair':>12}{'per rank':>12}{'8-GPU node':>12}"]
-    for name, b in (("before: float32 pixels + mask, weight", before), ("now: uint8 pixels, bool mask", now)):
-        lines.append(f"{name:<44}{b / 2**20:>9.0f} MiB{b * workers * prefetch / 2**30:>8.2f} GiB"
-                     f"{8 * b * workers * prefetch / 2**30:>8.1f} GiB")
-    lines.append(f"target: ≤ 1 GB per rank → {'met' if now * workers * prefetch <= 1e9 else 'NOT met'}")
+             f"{workers} DataLoader workers (received tensors in shared memory: {shared})",
+             f"{'layout':<46}{'one pair':>10}{'prefetch 2: per rank':>22}{'8-GPU node':>12}"
+             f"{'prefetch 1: per rank':>22}"]
+    for name, b in (("before: float32 pixels + mask, weight", before),
+                    ("uint8 pixels, bool mask", unpacked),
+                    ("now: uint8 pixels, mask bits (trainer)", now)):
+        lines.append(f"{name:<46}{b / 2**20:>6.1f} MiB{b * workers * 2 / 2**30:>11.2f} GiB "
+                     f"({b * workers * 2 / 1e9:.2f} GB){8 * b * workers * 2 / 2**30:>8.1f} GiB"
+                     f"{b * workers / 2**30:>11.2f} GiB ({b * workers / 1e9:.2f} GB)")
+    lines.append(f"target ≤ 1 GB per rank at prefetch 2 (train.prefetch_factor): {now * workers * 2 / 1e9:.2f} GB "
+                 f"= {now * workers * 2 / 2**30:.2f} GiB")
     return lines
 
 

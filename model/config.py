@@ -70,6 +70,7 @@ class LoopConfig:
     val_sampler_steps: int = 25
     val_guidance: list[float] = field(default_factory=lambda: [3.0, 3.0])  # [first, last] frame; equal = constant
     num_workers: int = 4
+    prefetch_factor: int = 2  # batches each worker keeps ready (in shared memory: bench/data.py)
     sigma_bins: int = 4  # loss logged per σ quantile bin of logN(P_mean, P_std)
 
 
@@ -96,6 +97,8 @@ class TrainConfig:
             problems.append(f"train.precision must be auto, bf16 or fp32, got {t.precision!r}")
         if not 0.0 <= t.ema_decay < 1.0:
             problems.append(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+        if t.prefetch_factor < 1:
+            problems.append(f"train.prefetch_factor must be ≥ 1, got {t.prefetch_factor}")
         if t.ckpt_every < 1 or t.keep_last < 1:
             problems.append("train.ckpt_every and train.keep_last must be ≥ 1")
         if len(t.val_guidance) != 2:

@@ -203,6 +203,29 @@ def signed_unit(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Te
     return x.to(dtype)
 
 
+def pack_for_loader(pair: dict[str, Any]) -> dict[str, Any]:
+    """The pair as it crosses the DataLoader's process boundary: the (T,1,H,W) bool mask packed
+    8 pixels a byte along the width ("mask_bits"); `unpack_batch` undoes it on the other side."""
+    out = dict(pair)
+    mask = out.pop("mask")
+    out["mask_bits"] = torch.from_numpy(np.packbits(mask.numpy(), axis=-1))
+    out["mask_width"] = mask.shape[-1]
+    return out
+
+
+def unpack_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """A collated batch of `pack_for_loader` pairs with its bool "mask" (…,T,1,H,W) back (any device)."""
+    if "mask_bits" not in batch:
+        return batch
+    out = dict(batch)
+    bits = out.pop("mask_bits")
+    width = out.pop("mask_width")
+    width = int(width.reshape(-1)[0]) if torch.is_tensor(width) else int(width)
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=bits.device)
+    out["mask"] = ((bits.unsqueeze(-1) >> shifts) & 1).flatten(-2)[..., :width].bool()
+    return out
+
+
 def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Resize (T,H,W,3) uint8 frames to hw: area filter when shrinking, bilinear when enlarging."""
     import cv2

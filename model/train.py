@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from model import edm
 from model.config import TrainConfig
-from model.data import PairDataset, signed_unit, to_uint8
+from model.data import PairDataset, pack_for_loader, signed_unit, to_uint8, unpack_batch
 from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
                            condition_noise_mask, drop_conditions, enable_temporal_checkpointing, encode_target,
                            load_svd, noisy_condition, sample_sigma_cond, unet_fn, vae_decode, vae_encode)
@@ -185,7 +185,7 @@ class ResumableStream(IterableDataset):
                     continue
                 pair.update(worker=worker, epoch=epoch, index=index)
                 yielded += 1
-                yield pair
+                yield pack_for_loader(pair)  # uint8 pixels, mask bits: small in shared memory
             if yielded == 0 and skip == 0:
                 raise RuntimeError(f"worker {worker}: no usable training clip in epoch {epoch} of {ds.shards}")
             epoch, skip = epoch + 1, 0
@@ -504,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     dataset.set_epoch(start_epoch)
     loader = DataLoader(ResumableStream(dataset, positions), batch_size=t.micro_batch_size,
                         num_workers=t.num_workers, persistent_workers=False,
-                        prefetch_factor=2 if t.num_workers else None)
+                        prefetch_factor=t.prefetch_factor if t.num_workers else None)
     batches = iter(loader)
     val_pairs: list[dict] = []
     if rank == 0 and val_urls and t.val_every > 0:
@@ -529,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     while step < t.steps:
         p_mean = edm.p_mean_at(step, ramp, cfg.edm.p_mean_start, cfg.edm.p_mean_end)
         for micro in range(accum):
-            batch = next(batches)
+            batch = unpack_batch(next(batches))
             record_positions(positions, batch)
             gen = step_generator(cfg.seed, step, rank, micro)
             prepared = prepare_batch(svd, batch, cfg, gen, device, dtype)

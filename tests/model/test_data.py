@@ -331,3 +331,27 @@ def test_preview_index_out_of_range(tmp_path):
     with pytest.raises(ValueError, match="--index 3 out of range"):
         main(["preview", "--shards", str(tmp_path), "--out", str(tmp_path / "x.png"), "--index", "3",
               "num_frames=4", "fps=null", "height=32", "width=64"])
+
+
+def test_pairs_cross_the_loader_compactly_and_unpack_exactly():
+    """The trainer's wire format: uint8 pixels and the mask as bits, restored exactly after a
+    real worker process and collation."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from model.data import pack_for_loader, unpack_batch
+
+    frames = sphere_frames(4, 18, 36, seed=1)  # width 36: 4.5 bytes of bits, padded to 5
+    config = PairConfig(num_frames=4, fps=None, height=18, width=36, pers_size=8, context_frames=1,
+                        context_prob=1.0)
+    pairs = [make_pair(frames, np.random.default_rng(i), config) for i in range(2)]
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return (pack_for_loader(p) for p in pairs)
+
+    batch = next(iter(DataLoader(Stream(), batch_size=2, num_workers=1)))
+    assert batch["mask_bits"].dtype == torch.uint8 and batch["mask_bits"].shape == (2, 4, 1, 18, 5)
+    assert batch["target"].dtype == torch.uint8 and batch["target"].is_shared()
+    out = unpack_batch(batch)
+    assert "mask_bits" not in out
+    assert torch.equal(out["mask"], torch.stack([p["mask"] for p in pairs]))
