@@ -189,6 +189,11 @@ def test_saved_unets_are_fp32_master_and_ema_with_bf16_deepspeed(tmp_path, shard
     cfg = tiny_config(tmp_path, shards_dir, steps=3, ckpt_every=3, precision="bf16")
     run = tmp_path / "run"
     main(["--config", str(cfg), f"run_dir={run}"])
+    from safetensors import safe_open
+
+    for name in ("unet_raw", "unet"):  # stored as fp32 on disk (from_pretrained would upcast a bf16 file)
+        with safe_open(str(run / name / "diffusion_pytorch_model.safetensors"), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}, name
     raw, ema_saved = unet_state(run / "unet_raw"), unet_state(run / "unet")
     master = get_fp32_state_dict_from_zero_checkpoint(str(run / "checkpoints"), tag="step_00000003")
     ema = torch.load(run / "checkpoints" / "step_00000003" / "ema.pt", map_location="cpu", weights_only=True)
