@@ -25,7 +25,10 @@ class ModelConfig:
     unet: str | None = None  # a saved UNet to start from (stage 2 ← stage 1's run_dir/unet)
     tiny_block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
     tiny_cross_attention_dim: int = 32
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool = True  # diffusers': resnets and spatial transformer blocks
+    temporal_checkpointing: bool = True  # also the temporal transformer blocks (with gradient_checkpointing)
+    variant: str = "auto"  # weight files: auto (what the directory holds), fp16 (*.fp16.*) or none
+    vae_chunk: int = 4  # frames per VAE encoder call (its activations at 512×1024 are ~0.5 GiB a frame)
 
 
 @dataclass
@@ -65,8 +68,9 @@ class LoopConfig:
     val_every: int = 5000  # 0 = no periodic validation
     val_clips: int = 1
     val_sampler_steps: int = 25
-    val_guidance: list[float] = field(default_factory=lambda: [1.0, 3.0])  # frame-ramped min → max
+    val_guidance: list[float] = field(default_factory=lambda: [3.0, 3.0])  # [first, last] frame; equal = constant
     num_workers: int = 4
+    prefetch_factor: int = 2  # batches each worker keeps ready (in shared memory: bench/data.py)
     sigma_bins: int = 4  # loss logged per σ quantile bin of logN(P_mean, P_std)
 
 
@@ -93,6 +97,8 @@ class TrainConfig:
             problems.append(f"train.precision must be auto, bf16 or fp32, got {t.precision!r}")
         if not 0.0 <= t.ema_decay < 1.0:
             problems.append(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+        if t.prefetch_factor < 1:
+            problems.append(f"train.prefetch_factor must be ≥ 1, got {t.prefetch_factor}")
         if t.ckpt_every < 1 or t.keep_last < 1:
             problems.append("train.ckpt_every and train.keep_last must be ≥ 1")
         if len(t.val_guidance) != 2:
@@ -103,6 +109,10 @@ class TrainConfig:
             problems.append("edm.p_std must be > 0 and edm.cond_dropout in [0, 1]")
         if e.fps_id is None and self.data.fps is None:
             problems.append("edm.fps_id must be set when data.fps is null (it is an added time id)")
+        if self.model.variant not in ("auto", "fp16", "none"):
+            problems.append(f"model.variant must be auto, fp16 or none, got {self.model.variant!r}")
+        if self.model.vae_chunk < 1:
+            problems.append(f"model.vae_chunk must be ≥ 1, got {self.model.vae_chunk}")
         if not self.shards:
             problems.append("shards: give at least one training shard file, directory or glob")
         if problems:

@@ -64,7 +64,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from geometry import (TrajectoryConfig, circular_shift, equirect_to_perspective, perspective_to_equirect,
                       simulate_trajectory)
-from model.edm import latitude_weight  # the trainer's loss weight (paper eq. 1), not re-implemented
 from shards.reader import iter_samples, list_shards
 from shards.video import decode_frames, probe, sample_indices
 
@@ -190,6 +189,43 @@ def to_signed_unit(frames: np.ndarray) -> torch.Tensor:
     return out.mul_(1 / 127.5).sub_(1.0)
 
 
+def channels_first(frames: np.ndarray) -> torch.Tensor:
+    """(T,H,W,C) uint8 → (T,C,H,W) uint8 (contiguous): how pixels cross process boundaries,
+    a quarter of float32; `signed_unit` makes the [−1, 1] floats where they are used."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+def signed_unit(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 pixels (any layout) → float in [−1, 1], the inverse of `to_uint8`'s rounding; float
+    input is returned as it is (cast to dtype)."""
+    if x.dtype == torch.uint8:
+        return x.to(dtype).mul_(1 / 127.5).sub_(1.0)
+    return x.to(dtype)
+
+
+def pack_for_loader(pair: dict[str, Any]) -> dict[str, Any]:
+    """The pair as it crosses the DataLoader's process boundary: the (T,1,H,W) bool mask packed
+    8 pixels a byte along the width ("mask_bits"); `unpack_batch` undoes it on the other side."""
+    out = dict(pair)
+    mask = out.pop("mask")
+    out["mask_bits"] = torch.from_numpy(np.packbits(mask.numpy(), axis=-1))
+    out["mask_width"] = mask.shape[-1]
+    return out
+
+
+def unpack_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """A collated batch of `pack_for_loader` pairs with its bool "mask" (…,T,1,H,W) back (any device)."""
+    if "mask_bits" not in batch:
+        return batch
+    out = dict(batch)
+    bits = out.pop("mask_bits")
+    width = out.pop("mask_width")
+    width = int(width.reshape(-1)[0]) if torch.is_tensor(width) else int(width)
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=bits.device)
+    out["mask"] = ((bits.unsqueeze(-1) >> shifts) & 1).flatten(-2)[..., :width].bool()
+    return out
+
+
 def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Resize (T,H,W,3) uint8 frames to hw: area filter when shrinking, bilinear when enlarging."""
     import cv2
@@ -229,9 +265,12 @@ def make_pair(frames: np.ndarray, rng: np.random.Generator, config: PairConfig,
     """One training pair from (T,H,W,3) uint8 equirect frames (already at the config's size).
 
     Random draws, in this order: circular shift, trajectory and FoV, context mode. Returns tensors
-    (see docs/CONTRACTS.md "model.data"): target, condition (T,3,H,W) in [−1,1], −1 outside the
-    mask; mask (T,1,H,W) {0,1}; pers (T,3,s,s); yaw, pitch, roll (T,) and fov (2,) degrees;
-    context (bool); shift (degrees the panorama was rolled by); weight (1,H,W) latitude weight.
+    (see docs/CONTRACTS.md "model.data"): target, condition (T,3,H,W) uint8 (`signed_unit` → [−1,1];
+    condition 0 = −1 outside the mask); mask (T,1,H,W) bool; pers (T,3,s,s) uint8; yaw, pitch, roll
+    (T,) and fov (2,) degrees; context (bool) and context_frames (S when context, else 0; those
+    frames are fully visible and clean); shift (degrees the panorama was rolled by). uint8 and
+    bool because every pair crosses the DataLoader's process boundary through shared memory
+    (bench/data.py); the latitude weight is the trainer's (`model.edm.latitude_weight`).
     `timings`, when given, accumulates seconds under "projection" and "rest".
     """
     t0 = time.perf_counter()
@@ -260,17 +299,17 @@ def make_pair(frames: np.ndarray, rng: np.random.Generator, config: PairConfig,
         mask[:S] = True
     pers = resize_frames(pers, (config.pers_size, config.pers_size))
     pair = {
-        "target": to_signed_unit(target),
-        "condition": to_signed_unit(condition),
-        "mask": torch.from_numpy(mask).unsqueeze(1).float(),
-        "pers": to_signed_unit(pers),
+        "target": channels_first(target),
+        "condition": channels_first(condition),
+        "mask": torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(1),
+        "pers": channels_first(pers),
         "yaw": torch.from_numpy(yaw).float(),
         "pitch": torch.from_numpy(pitch).float(),
         "roll": torch.from_numpy(roll).float(),
         "fov": torch.from_numpy(fov).float(),
         "context": context,
+        "context_frames": config.context_frames if context else 0,
         "shift": float(shift_deg),
-        "weight": latitude_weight(H, W, kind=config.weight_kind, delta=config.weight_delta),
     }
     _tick(timings, "rest", t0)
     return pair
@@ -426,7 +465,9 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(…,C,H,W) float in [−1,1] → (…,H,W,C) uint8 (the inverse of `to_signed_unit`)."""
+    """(…,C,H,W) float in [−1,1] (or uint8) → (…,H,W,C) uint8 (the inverse of `to_signed_unit`)."""
+    if x.dtype == torch.uint8:
+        return x.detach().cpu().movedim(-3, -1).contiguous().numpy()
     return ((x.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).numpy()
 
 
@@ -443,7 +484,7 @@ def preview_frames(pair: dict[str, Any]) -> np.ndarray:
     import cv2
 
     target, pers = to_uint8(pair["target"]), to_uint8(pair["pers"])
-    condition = outlined(to_uint8(pair["condition"]), pair["mask"][:, 0].numpy() > 0.5)
+    condition = outlined(to_uint8(pair["condition"]), pair["mask"][:, 0].numpy().astype(bool))
     T, H, W, _ = target.shape
     h_fov, v_fov = (float(f) for f in pair["fov"])
     # show the CLIP input at the FoV's true aspect (it is stored square)

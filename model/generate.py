@@ -2,7 +2,7 @@
 
     python -m model.generate --model DIR --input VIDEO --output DIR [--fov H[,V]]
         [--poses poses.json | --estimate-poses | --static] [--frames N] [--steps K]
-        [--guidance MIN,MAX] [--height H] [--window T] [--context S] [--blend-band F] …
+        [--guidance G | MIN,MAX] [--height H] [--window T] [--context S] [--blend-band F] …
 
 1. Check every input before any work (video readable, FoV in (0°, 180°), poses matching the
    frame count, a model directory with a trained UNet, sizes the networks can take).
@@ -16,8 +16,11 @@
 5. Per window: condition latents VAE(canvas + σ_cond·ε), one CLIP embedding per frame,
    added_time_ids [fps − 1, 127, σ_cond] (`model.network`); EDM Euler sampling
    (`model.edm` preconditioning and step) on the Karras σ schedule of the model's diffusers
-   `EulerDiscreteScheduler`, classifier-free guidance ramped linearly over the frames
-   (unconditional = zero CLIP tokens and zero condition latents, as in training dropout);
+   `EulerDiscreteScheduler`, classifier-free guidance constant over the frames by default
+   (3, as the authors sample: every Argus frame is conditioned alike, so SVD's 1 → 3 ramp would
+   leave frame 0 of each window unguided; a ramp is an option), unconditional = zero CLIP tokens
+   and zero condition latents, as in training dropout; condition noise only inside the mask,
+   context frames clean (as in training);
    optionally the latents (and condition) rolled by W/4 after every step, undone at the end.
 6. Blended decoding (eqs. 4–5): decode the latents and the latents rolled by W/2, roll the
    second back, and blend Y = h·Y + (1 − h)·Y′ with h the distance to the seam (`blend_weights`).
@@ -61,7 +64,7 @@ class GenerateConfig:
     window: int = 25                  # T: frames per window (SVD-XT)
     context: int = 5                  # S: generated frames reused as context by the next window
     steps: int = 25                   # Euler steps (SVD-XT: 25–30)
-    guidance: tuple[float, float] = (1.0, 3.0)  # ramped over frames (diffusers' SVD default)
+    guidance: tuple[float, float] = (3.0, 3.0)  # (first, last frame): constant = the authors' sampling
     fps: float | None = 5.0           # input sampled at this rate (training clips: 5 fps); None = native
     fps_id: float | None = None       # the added time id's fps (None = the sampling rate)
     motion_bucket_id: float = 127.0
@@ -70,7 +73,8 @@ class GenerateConfig:
     blend_band: float = 0.5           # ramp width each side of the seam, as a fraction of W (0.5 = paper)
     latent_roll: bool = False         # roll latents by W/4 after every step (authors' code option)
     seed: int = 0
-    decode_chunk: int = 8             # frames per VAE decode call (memory)
+    decode_chunk: int | None = None   # frames per VAE decode call; None = the whole window (diffusers)
+    variant: str = "auto"             # weight files: auto | fp16 | none (model.network.load_svd)
 
     def __post_init__(self):
         self.guidance = tuple(float(g) for g in self.guidance)
@@ -91,8 +95,10 @@ class GenerateConfig:
             problems.append(f"--blend-band must be in (0, 0.5] of the width, got {self.blend_band}")
         if not self.sigma_cond >= 0:
             problems.append(f"--sigma-cond must be ≥ 0, got {self.sigma_cond}")
-        if self.decode_chunk < 1:
+        if self.decode_chunk is not None and self.decode_chunk < 1:
             problems.append(f"--decode-chunk must be ≥ 1, got {self.decode_chunk}")
+        if self.variant not in ("auto", "fp16", "none"):
+            problems.append(f"--variant must be auto, fp16 or none, got {self.variant!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -105,11 +111,17 @@ class ModelPaths:
     run_config: dict = field(default_factory=dict)  # the train run's config.yaml, when there is one
 
 
-def _has_weights(unet_dir: Path) -> bool:
-    return any(unet_dir.glob("diffusion_pytorch_model*.safetensors")) or any(unet_dir.glob("diffusion_pytorch_model*.bin"))
+def _has_weights(unet_dir: Path, variant: str = "auto") -> bool:
+    from model.network import weight_variant
+
+    try:
+        weight_variant(unet_dir, variant, "unet")
+    except ValueError:
+        return False
+    return True
 
 
-def resolve_model(model: str | Path, base: str | Path | None = None) -> ModelPaths:
+def resolve_model(model: str | Path, base: str | Path | None = None, variant: str = "auto") -> ModelPaths:
     """Where the trained UNet and the other SVD parts are (see the module docstring); raises a
     clear error when the UNet or any part is missing."""
     import yaml
@@ -120,10 +132,10 @@ def resolve_model(model: str | Path, base: str | Path | None = None) -> ModelPat
     if not model.is_dir():
         raise FileNotFoundError(f"--model {model}: no such directory")
     unet_dir = model / "unet" if (model / "unet").is_dir() else model
-    if not (unet_dir / "config.json").is_file() or not _has_weights(unet_dir):
+    if not (unet_dir / "config.json").is_file() or not _has_weights(unet_dir, variant):
         raise ValueError(f"--model {model}: no trained UNet (expected {model}/unet/config.json and "
                          "diffusion_pytorch_model.safetensors, as model/train.py saves them)")
-    check_unet_dir(unet_dir)
+    check_unet_dir(unet_dir, variant)
     run_config = {}
     if (model / "config.yaml").is_file():
         run_config = yaml.safe_load((model / "config.yaml").read_text()) or {}
@@ -139,7 +151,7 @@ def resolve_model(model: str | Path, base: str | Path | None = None) -> ModelPat
         raise ValueError(f"--model {model}: holds a UNet but no VAE / image encoder: pass --base SVD_DIR "
                          "(the SVD directory it was fine-tuned from)")
     try:
-        check_svd_dir(svd_dir)
+        check_svd_dir(svd_dir, variant, need_unet_weights=False)  # its UNet is replaced by unet_dir
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"--base: {e}") from None
     return ModelPaths(svd_dir, unet_dir, run_config)
@@ -196,7 +208,8 @@ def plan_windows(num_frames: int, window: int, context: int) -> list[Window]:
 
 # ----------------------------------------------------------------------------------- sampling
 def guidance_ramp(num_frames: int, g_min: float, g_max: float) -> torch.Tensor:
-    """Per-frame guidance scale (T,), linear from g_min (first frame) to g_max (last), as in SVD."""
+    """Per-frame guidance scale (T,), linear from g_min (first frame) to g_max (last); equal
+    values (the default, 3) give constant guidance as the authors sample; (1, 3) is SVD's ramp."""
     return torch.linspace(g_min, g_max, num_frames)
 
 
@@ -218,7 +231,7 @@ def scheduler_sigmas(svd_dir: Path, steps: int) -> torch.Tensor:
 
 def guided_denoiser(unet, cond: torch.Tensor, clip: torch.Tensor, ids: torch.Tensor,
                     guidance: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
-    """D(x, σ, shift): eq. 2 denoiser with frame-ramped classifier-free guidance.
+    """D(x, σ, shift): eq. 2 denoiser with per-frame classifier-free guidance (T,).
 
     The unconditional branch zeroes the CLIP tokens and the condition latents (the training
     dropout); both branches run as one batch. `shift` rolls the condition latents along the width
@@ -347,7 +360,7 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
     """
     from tqdm import tqdm
 
-    from model.network import added_time_ids, clip_embeddings, encode_condition, vae_decode
+    from model.network import added_time_ids, clip_embeddings, condition_noise_mask, encode_condition, vae_decode
 
     device, dtype = svd.unet.device, svd.unet.dtype
     N, T, S, H = len(pers), cfg.window, cfg.context, cfg.height
@@ -355,6 +368,7 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
     windows = plan_windows(N, T, S)
     L = windows[-1].stop
     canvas_px = to_signed_unit(_pad(canvas, L))  # (L, 3, H, W) in [−1, 1], −1 (black) outside the mask
+    mask_px = torch.from_numpy(np.ascontiguousarray(_pad(mask, L)))[:, None]  # (L, 1, H, W) bool
     clip_size = svd.image_encoder.config.image_size
     pers_px = to_signed_unit(_pad(resize_frames(pers, (clip_size, clip_size)), L))
     out = torch.zeros_like(canvas_px)
@@ -374,7 +388,10 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
         if w.context:  # the previous window's last S generated frames, fully visible
             cond_px[:w.context] = out[w.start:w.start + w.context]
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + w.index)
-        cond = encode_condition(svd.vae, cond_px[None].to(device, svd.vae.dtype), sigma_cond.to(device), gen)
+        # noise inside the mask only, none on the (clean, fully visible) context frames
+        noise_mask = condition_noise_mask(mask_px[w.start:w.stop][None], w.context)
+        cond = encode_condition(svd.vae, cond_px[None].to(device, svd.vae.dtype), sigma_cond.to(device), gen,
+                                noise_mask=noise_mask)
         clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, pers_px[w.start:w.stop][None].to(device))
         D = guided_denoiser(svd.unet, cond.to(dtype), clip.to(dtype), ids, guidance)
         noise = torch.randn((1, T, cond.shape[2], *latent_hw), generator=gen).to(device)
@@ -383,7 +400,8 @@ def generate_panorama(svd, pers: np.ndarray, poses, cfg: GenerateConfig, sigmas:
         seams.append(seam_discontinuity(frames))
         out[w.start + w.context:w.stop] = frames[w.context:]
         if trace is not None:
-            trace.append({"window": w, "condition": cond_px, "frames": frames, "latents": latents.cpu()})
+            trace.append({"window": w, "condition": cond_px, "noise_mask": noise_mask[0], "frames": frames,
+                          "latents": latents.cpu()})
     bar.close()
     panorama = to_uint8(out[:N])
     return {"panorama": panorama, "canvas": canvas, "mask": mask, "windows": windows,
@@ -419,7 +437,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, help="use the first N frames (after --fps sampling)")
     p.add_argument("--fps", help="sample the input at this rate, or 'native' (default: the run's, else 5)")
     p.add_argument("--steps", type=int, default=25, help="Euler steps (default 25)")
-    p.add_argument("--guidance", default="1.0,3.0", help="guidance MIN,MAX ramped over frames (default 1,3)")
+    p.add_argument("--guidance", default="3", help="classifier-free guidance: G constant over the frames "
+                   "(default 3, the authors'), or FIRST,LAST ramped linearly (SVD's 1,3)")
     p.add_argument("--height", type=int, help="equirect height, width = 2×height (default: the run's, else 512)")
     p.add_argument("--window", type=int, help="frames per window T (default: the run's, else 25)")
     p.add_argument("--context", type=int, help="context frames S reused by the next window (default: run's, else 5)")
@@ -432,18 +451,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="network precision (auto: float16 on GPU, float32 on CPU)")
-    p.add_argument("--decode-chunk", type=int, default=8, help="frames per VAE decode call")
+                   help="network precision (auto: bfloat16 on GPU as trained, float32 on CPU; float16 keeps "
+                        "the VAE in float32, diffusers' force_upcast)")
+    p.add_argument("--decode-chunk", type=int, default=None,
+                   help="frames per VAE decode call (default: the whole window; lower it to save memory)")
+    p.add_argument("--variant", default="auto", choices=["auto", "fp16", "none"],
+                   help="weight files: auto (what the directories hold), fp16 (*.fp16.*) or none")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
     return p.parse_args(argv)
 
 
 def _parse_pair(text: str, name: str) -> tuple[float, float]:
+    """"G" → (G, G); "A,B" → (A, B)."""
     try:
-        a, b = (float(v) for v in text.split(","))
+        values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"{name}: expected MIN,MAX, got {text!r}") from None
-    return a, b
+        values = []
+    if len(values) not in (1, 2):
+        raise ValueError(f"{name}: expected G or FIRST,LAST, got {text!r}")
+    return values[0], values[-1]
 
 
 def check_inputs(args: argparse.Namespace) -> dict:
@@ -452,7 +478,7 @@ def check_inputs(args: argparse.Namespace) -> dict:
     from shards.video import probe, sample_indices
 
     info = probe(args.input)  # unreadable / missing video → ValueError / FileNotFoundError naming it
-    paths = resolve_model(args.model, args.base)
+    paths = resolve_model(args.model, args.base, args.variant)
     fields = config_defaults(paths.run_config)
     if args.fps is not None:
         fields["fps"] = None if args.fps == "native" else _parse_fps(args.fps)
@@ -461,7 +487,8 @@ def check_inputs(args: argparse.Namespace) -> dict:
             fields[key] = getattr(args, key)
     cfg = GenerateConfig(steps=args.steps, guidance=_parse_pair(args.guidance, "--guidance"),
                          blend=not args.no_blend, blend_band=args.blend_band, latent_roll=args.latent_roll,
-                         sigma_cond=args.sigma_cond, seed=args.seed, decode_chunk=args.decode_chunk, **fields)
+                         sigma_cond=args.sigma_cond, seed=args.seed, decode_chunk=args.decode_chunk,
+                         variant=args.variant, **fields)
     multiple = size_multiple(paths)
     if cfg.height % multiple:
         raise ValueError(f"--height {cfg.height}: must be a multiple of {multiple} for this model "
@@ -492,8 +519,8 @@ def _parse_fps(text: str) -> float:
 def _device_dtype(args) -> tuple[torch.device, torch.dtype]:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
-    if args.dtype == "auto":
-        return device, torch.float16 if device.type == "cuda" else torch.float32
+    if args.dtype == "auto":  # bf16 as trained; fp16 only on request (with the VAE upcast)
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
     return device, getattr(torch, args.dtype)
 
 
@@ -524,7 +551,9 @@ def run(args: argparse.Namespace) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
     t1 = time.perf_counter()
-    svd = load_svd(paths.svd_dir, unet_path=paths.unet_dir, dtype=dtype, device=device)
+    svd = load_svd(paths.svd_dir, unet_path=paths.unet_dir, dtype=dtype, device=device, variant=cfg.variant)
+    if dtype == torch.float16 and svd.vae.config.get("force_upcast", True):
+        svd.vae.to(torch.float32)  # diffusers' upcast: SVD's VAE overflows in fp16
     svd.unet.eval()
     sigmas = scheduler_sigmas(paths.svd_dir, cfg.steps)
     timings["load_s"] = time.perf_counter() - t1

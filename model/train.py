@@ -36,10 +36,10 @@ from tqdm import tqdm
 
 from model import edm
 from model.config import TrainConfig
-from model.data import PairDataset, to_uint8
+from model.data import PairDataset, pack_for_loader, signed_unit, to_uint8, unpack_batch
 from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
-                           drop_conditions, encode_condition, encode_target, load_svd, sample_sigma_cond,
-                           unet_fn, vae_decode)
+                           condition_noise_mask, drop_conditions, enable_temporal_checkpointing, encode_target,
+                           load_svd, noisy_condition, sample_sigma_cond, unet_fn, vae_decode, vae_encode)
 from shards.reader import list_shards
 
 log = logging.getLogger("model.train")
@@ -63,11 +63,85 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
-@torch.no_grad()
-def ema_update(ema: dict[str, torch.Tensor], module: torch.nn.Module, decay: float) -> None:
+def master_fragments(module: torch.nn.Module) -> dict[str, tuple[int, torch.Tensor]]:
+    """This rank's part of the fp32 master weights, by parameter name: (start in the flattened
+    parameter, fp32 view). Under ZeRO-1/2 that is the slice of the rank's optimizer partition
+    (on the CPU with optimizer offload); without ZeRO, the whole (fp32) parameter."""
+    out = {}
     for name, p in module.named_parameters():
-        if name in ema:
-            ema[name].lerp_(p.detach().float().to(ema[name].device), 1.0 - decay)
+        if hasattr(p, "_hp_mapping"):
+            m = p._hp_mapping  # DeepSpeed's link from the bf16 parameter to its fp32 fragment
+            if m is not None:
+                out[name] = (m.lp_fragment_address.start, m.hp_fragment)
+        else:
+            out[name] = (0, p.detach().view(-1))
+    return out
+
+
+class ShardedEMA:
+    """fp32 EMA of the master weights, sharded like them: each rank averages its own fragments,
+    on the device they live on (the CPU with optimizer offload, so nothing on the GPU), in a
+    background thread that overlaps the next forward/backward; `wait()` before the optimizer
+    changes the master again."""
+
+    def __init__(self, module: torch.nn.Module, full: dict[str, torch.Tensor] | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.module = module
+        self.shadow: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name, (start, frag) in master_fragments(module).items():
+                src = frag if full is None else full[name].reshape(-1)[start:start + frag.numel()]
+                self.shadow[name] = src.detach().to(frag.device, torch.float32, copy=True)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ema")
+        self._pending = None
+
+    @torch.no_grad()
+    def _update(self, decay: float) -> None:
+        for name, (_, frag) in master_fragments(self.module).items():
+            self.shadow[name].lerp_(frag.float(), 1.0 - decay)
+
+    def update(self, decay: float) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._update, decay)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def full(self, device) -> dict[str, torch.Tensor] | None:
+        self.wait()
+        return gather_full(self.module, self.shadow, device)
+
+
+def gather_full(module: torch.nn.Module, shards: dict[str, torch.Tensor] | None, device
+                ) -> dict[str, torch.Tensor] | None:
+    """Whole fp32 tensors on rank 0's CPU from every rank's fragments (`shards`, by name, placed
+    as in `master_fragments`; None = the master itself); None on the other ranks. Collective."""
+    frags = master_fragments(module)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    out = {}
+    for name, p in module.named_parameters():
+        buf = torch.zeros(p.numel(), dtype=torch.float32, device=device)
+        if name in frags:
+            start, frag = frags[name]
+            src = frag if shards is None else shards[name]
+            buf[start:start + src.numel()].copy_(src)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.reduce(buf, dst=0)  # fragments are disjoint: the sum is the whole tensor
+        if rank == 0:
+            out[name] = buf.reshape(p.shape).cpu()
+    return out if rank == 0 else None
+
+
+def save_unet_fp32(module: torch.nn.Module, weights: dict[str, torch.Tensor], out: Path) -> None:
+    """`save_pretrained` of `module`'s architecture holding exactly `weights` (fp32), without
+    touching the (bf16) training module."""
+    with torch.device("meta"):
+        copy = type(module).from_config(module.config)
+    copy.load_state_dict(weights, strict=True, assign=True)
+    copy.save_pretrained(out)
 
 
 @torch.no_grad()
@@ -111,7 +185,7 @@ class ResumableStream(IterableDataset):
                     continue
                 pair.update(worker=worker, epoch=epoch, index=index)
                 yielded += 1
-                yield pair
+                yield pack_for_loader(pair)  # uint8 pixels, mask bits: small in shared memory
             if yielded == 0 and skip == 0:
                 raise RuntimeError(f"worker {worker}: no usable training clip in epoch {epoch} of {ds.shards}")
             epoch, skip = epoch + 1, 0
@@ -123,14 +197,25 @@ def record_positions(positions: dict[int, tuple[int, int]], batch: dict) -> None
 
 
 # ----------------------------------------------------------------------------------------- loss
+def condition_pixels(batch: dict, cfg: TrainConfig, gen: torch.Generator, device
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The canvas the VAE encodes, σ_cond·ε added inside the mask only and context frames left
+    clean (authors' code), and σ_cond (B,) ~ logN(mean, std)."""
+    canvas = signed_unit(batch["condition"].to(device))
+    sigma_cond = sample_sigma_cond(len(canvas), cfg.edm.sigma_cond_mean, cfg.edm.sigma_cond_std, gen)
+    noise_mask = condition_noise_mask(batch["mask"].to(device), batch["context_frames"])
+    return noisy_condition(canvas, sigma_cond.to(device), noise_mask, gen), sigma_cond
+
+
 def prepare_batch(svd: SVD, batch: dict, cfg: TrainConfig, gen: torch.Generator, device, dtype
                   ) -> dict[str, torch.Tensor]:
-    """Pair tensors → x0 latents, (dropped-out) condition latents, CLIP tokens, added time ids."""
-    target = batch["target"].to(device)
-    x0 = encode_target(svd.vae, target)
-    sigma_cond = sample_sigma_cond(len(target), cfg.edm.sigma_cond_mean, cfg.edm.sigma_cond_std, gen)
-    cond = encode_condition(svd.vae, batch["condition"].to(device), sigma_cond.to(device), gen)
-    clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, batch["pers"].to(device))
+    """Pair tensors (uint8) → x0 latents, (dropped-out) condition latents, CLIP tokens, added time ids."""
+    chunk = cfg.model.vae_chunk
+    x0 = encode_target(svd.vae, signed_unit(batch["target"].to(device)), chunk=chunk)
+    noisy, sigma_cond = condition_pixels(batch, cfg, gen, device)
+    cond = vae_encode(svd.vae, noisy, chunk=chunk)
+    del noisy
+    clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, signed_unit(batch["pers"].to(device)))
     clip, cond, _ = drop_conditions(clip, cond, cfg.edm.cond_dropout, gen)
     ids = added_time_ids(sigma_cond, cfg.fps_id, cfg.edm.motion_bucket_id)
     return {"x0": x0, "cond": cond.to(dtype), "clip": clip.to(dtype), "ids": ids.to(device, dtype)}
@@ -152,12 +237,17 @@ def edm_training_loss(unet, prepared: dict, p_mean: float, p_std: float, lat_wei
 # ----------------------------------------------------------------------------------- validation
 @torch.no_grad()
 def generate(unet, svd: SVD, pair: dict, cfg: TrainConfig, device, dtype, seed: int) -> torch.Tensor:
-    """A minimal 360° sample for monitoring: EDM Euler with frame-ramped guidance (SVD-style)."""
+    """A minimal 360° sample for monitoring: EDM Euler with per-frame guidance from
+    train.val_guidance ([first, last]; constant by default, as the authors sample)."""
     gen = torch.Generator().manual_seed(seed)
     one = {k: (v[None] if torch.is_tensor(v) else v) for k, v in pair.items()}
+    one["context_frames"] = torch.tensor([pair.get("context_frames", 0)])
     sigma_cond = torch.full((1,), 0.02)  # SVD's default noise_aug_strength at inference
-    cond = encode_condition(svd.vae, one["condition"].to(device), sigma_cond.to(device), gen).to(dtype)
-    clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, one["pers"].to(device)).to(dtype)
+    canvas = signed_unit(one["condition"].to(device))
+    noise_mask = condition_noise_mask(one["mask"].to(device), one["context_frames"])
+    cond = vae_encode(svd.vae, noisy_condition(canvas, sigma_cond.to(device), noise_mask, gen),
+                      chunk=cfg.model.vae_chunk).to(dtype)
+    clip = clip_embeddings(svd.image_encoder, svd.feature_extractor, signed_unit(one["pers"].to(device))).to(dtype)
     ids = added_time_ids(sigma_cond, cfg.fps_id, cfg.edm.motion_bucket_id).to(device, dtype)
     T = cond.shape[1]
     g_min, g_max = cfg.train.val_guidance
@@ -223,6 +313,19 @@ def save_checkpoint(engine, ema, ckpt_dir: Path, step: int, client_state: dict, 
         for old in tags[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     return ckpt_dir / tag
+
+
+def check_resume_world(ckpt_dir: Path, tag: str | None, world: int) -> None:
+    """Refuse, before anything is loaded, to resume a ZeRO checkpoint with another world size:
+    each rank's optimizer partition is loaded as it was saved (no elastic checkpoint), so another
+    layout cannot take it."""
+    if tag is None:
+        return
+    saved = len(list((ckpt_dir / tag).glob("zero_pp_rank_*_optim_states.pt")))
+    if saved and saved != world:
+        raise ValueError(f"--resume {ckpt_dir / tag}: saved by {saved} rank(s), this run has {world}: resuming "
+                         f"with another world size is not supported (ZeRO-2 optimizer partitions are per rank); "
+                         f"resume with {saved} ranks, or start a new run from its weights (model.unet=…)")
 
 
 def resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
@@ -299,10 +402,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def check_inputs(cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """Everything that can be wrong with the inputs, checked before any model is built."""
-    if cfg.model.pretrained is not None:
-        check_svd_dir(cfg.model.pretrained)
+    if cfg.model.pretrained is not None:  # configs and weight files (SVD-XT is published as *.fp16.*)
+        check_svd_dir(cfg.model.pretrained, cfg.model.variant, need_unet_weights=cfg.model.unet is None)
     if cfg.model.unet is not None:
-        check_unet_dir(cfg.model.unet)
+        check_unet_dir(cfg.model.unet, cfg.model.variant)
     def shard_list(key: str, patterns: list[str]) -> list[str]:
         try:
             urls = list_shards(patterns)
@@ -321,6 +424,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv)
     cfg = TrainConfig.load(args.config, args.overrides)
     train_urls, val_urls = check_inputs(cfg)
+    check_resume_world(Path(cfg.run_dir) / CKPT_DIR, resolve_resume(args.resume, Path(cfg.run_dir) / CKPT_DIR),
+                       int(os.environ.get("WORLD_SIZE", 1)))
+    # large, changing activation shapes fragment the CUDA caching allocator; set before CUDA starts
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     rank, world, local_rank, device = setup_distributed()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
@@ -347,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                            cross_attention_dim=cfg.model.tiny_cross_attention_dim,
                            num_frames=cfg.data.num_frames, seed=cfg.seed)
         dist.barrier()
-    svd = load_svd(svd_dir, unet_path=cfg.model.unet, dtype=torch.float32, device=device)
+    svd = load_svd(svd_dir, unet_path=cfg.model.unet, dtype=torch.float32, device=device, variant=cfg.model.variant)
     if dtype != torch.float32:
         svd.vae.to(dtype)
         svd.image_encoder.to(dtype)
@@ -355,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     unet.train()
     if cfg.model.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
+        if cfg.model.temporal_checkpointing:  # diffusers leaves the temporal blocks out (bench/memory.py)
+            enable_temporal_checkpointing(unet)
     if cfg.data.height % (8 * svd.vae_scale) or cfg.data.width % (8 * svd.vae_scale):
         log.info("data size %d×%d is not a multiple of the UNet's 8 × VAE factor %d: the UNet interpolates",
                  cfg.data.height, cfg.data.width, svd.vae_scale)
@@ -372,8 +481,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(o.warmup_steps))
     engine, optimizer, _, scheduler = deepspeed.initialize(model=unet, optimizer=optimizer,
                                                            lr_scheduler=scheduler, config=ds_config)
-    ema = ({n: p.detach().float().clone() for n, p in engine.module.named_parameters()}
-           if rank == 0 else None)
+    ema = ShardedEMA(engine.module)  # fp32, sharded like the master, off the GPU with optimizer offload
 
     # --- resume: weights, optimiser, schedule (DeepSpeed), then step, data position, EMA
     step, positions, start_epoch = 0, {}, 0
@@ -386,9 +494,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
             start_epoch = 1 + max((int(e) for e, _ in client["positions"].values()), default=-1)
             log.warning("resuming with a different world size / num_workers: data restarts at epoch %d",
                         start_epoch)
-        if rank == 0:
-            ema = torch.load(ckpt_dir / resume_tag / "ema.pt", map_location="cpu")
-            ema = {k: v.to(device) for k, v in ema.items()}
+        full = torch.load(ckpt_dir / resume_tag / "ema.pt", map_location="cpu", mmap=True, weights_only=True)
+        ema = ShardedEMA(engine.module, full)  # each rank takes its fragments
+        del full
         log.info("resumed from %s at step %d", ckpt_dir / resume_tag, step)
 
     # --- data: this rank's pair stream from the recorded positions
@@ -396,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     dataset.set_epoch(start_epoch)
     loader = DataLoader(ResumableStream(dataset, positions), batch_size=t.micro_batch_size,
                         num_workers=t.num_workers, persistent_workers=False,
-                        prefetch_factor=2 if t.num_workers else None)
+                        prefetch_factor=t.prefetch_factor if t.num_workers else None)
     batches = iter(loader)
     val_pairs: list[dict] = []
     if rank == 0 and val_urls and t.val_every > 0:
@@ -421,18 +529,19 @@ def main(argv: Sequence[str] | None = None) -> Path:
     while step < t.steps:
         p_mean = edm.p_mean_at(step, ramp, cfg.edm.p_mean_start, cfg.edm.p_mean_end)
         for micro in range(accum):
-            batch = next(batches)
+            batch = unpack_batch(next(batches))
             record_positions(positions, batch)
             gen = step_generator(cfg.seed, step, rank, micro)
             prepared = prepare_batch(svd, batch, cfg, gen, device, dtype)
             loss, sigma = edm_training_loss(engine, prepared, p_mean, cfg.edm.p_std, lat_weight, gen)
             engine.backward(loss.mean())
+            if micro == accum - 1:
+                ema.wait()  # the optimizer step below changes the master the EMA reads
             engine.step()
             window["loss"] += loss.detach().float().cpu().tolist()
             window["sigma"] += sigma.detach().float().cpu().tolist()
         step += 1
-        if ema is not None:
-            ema_update(ema, engine.module, ema_decay_at(step, t.ema_decay))
+        ema.update(ema_decay_at(step, t.ema_decay))
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(window['loss'][-accum * t.micro_batch_size:]):.4f}")
 
@@ -459,13 +568,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
             gathered = [None] * world
             dist.all_gather_object(gathered, positions)
             merged = {k: v for part in gathered for k, v in part.items()}
-            save_checkpoint(engine, ema, ckpt_dir, step, {"step": step, "positions": merged, "world_size": world,
+            save_checkpoint(engine, ema.full(device), ckpt_dir, step, {"step": step, "positions": merged, "world_size": world,
                                                           "num_workers": t.num_workers}, t.keep_last, rank)
 
+        if t.val_every > 0 and (step % t.val_every == 0 or step == t.steps) and cfg.val_shards:
+            ema_full = ema.full(device)  # collective: every rank takes part
         if t.val_every > 0 and (step % t.val_every == 0 or step == t.steps) and val_pairs:
             unet_module = engine.module
             unet_module.eval()
-            raw = swap_in(unet_module, ema)
+            raw = swap_in(unet_module, ema_full)
             paths = validate(unet_module, svd, val_pairs, cfg, step, device, dtype, writer)
             swap_in(unet_module, raw)
             unet_module.train()
@@ -474,13 +585,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
             dist.barrier()  # validation runs on rank 0 only; the others wait here
     bar.close()
 
-    # --- final UNet for generation: EMA weights in unet/, the raw last weights in unet_raw/
+    # --- final UNet for generation, fp32 from the master (not the bf16 module): EMA weights in
+    # unet/, the raw last weights in unet_raw/ (both collectives, then written by rank 0)
+    master, ema_full = gather_full(engine.module, None, device), ema.full(device)
     if rank == 0:
-        module = engine.module
-        module.save_pretrained(run_dir / "unet_raw")
-        raw = swap_in(module, ema)
-        module.save_pretrained(run_dir / "unet")
-        swap_in(module, raw)
+        save_unet_fp32(engine.module, master, run_dir / "unet_raw")
+        save_unet_fp32(engine.module, ema_full, run_dir / "unet")
         writer.close()
         log.info("final UNet (EMA) saved to %s", run_dir / "unet")
     dist.barrier()

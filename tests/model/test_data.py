@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.data import (PairConfig, PairDataset, assign_shards, clip_frame_indices, load_frames, main,
+from model.data import (PairConfig, PairDataset, signed_unit, assign_shards, clip_frame_indices, load_frames, main,
                         make_pair, native_render_hw, shuffle_buffer, solid_angle, view_aligned_condition,
                         OUTLINE_RGB)
 from shards.video import encode_mp4, probe
@@ -123,25 +123,26 @@ def test_make_pair_contract_and_alignment():
     frames = sphere_frames(6, 64, 128, seed=2)
     pair = make_pair(frames, np.random.default_rng(0), config)
     T, H, W = 6, 64, 128
-    assert pair["target"].shape == (T, 3, H, W) and pair["target"].dtype == torch.float32
-    assert pair["condition"].shape == (T, 3, H, W) and pair["mask"].shape == (T, 1, H, W)
-    assert pair["pers"].shape == (T, 3, 24, 24)
+    # compact: uint8 pixels and a bool mask cross the DataLoader's process boundary, nothing unused
+    assert pair["target"].shape == (T, 3, H, W) and pair["target"].dtype == torch.uint8
+    assert pair["condition"].shape == (T, 3, H, W) and pair["condition"].dtype == torch.uint8
+    assert pair["mask"].shape == (T, 1, H, W) and pair["mask"].dtype == torch.bool
+    assert pair["pers"].shape == (T, 3, 24, 24) and pair["pers"].dtype == torch.uint8
     assert all(pair[k].shape == (T,) for k in ("yaw", "pitch", "roll")) and pair["fov"].shape == (2,)
-    assert pair["weight"].shape == (1, H, W) and pair["weight"].mean().item() == pytest.approx(1.0, rel=1e-5)
-    for k in ("target", "condition", "pers"):
-        assert pair[k].min() >= -1.0 and pair[k].max() <= 1.0
-    assert set(pair["mask"].unique().tolist()) == {0.0, 1.0}
-    assert (pair["condition"][pair["mask"].expand(-1, 3, -1, -1) == 0] == -1.0).all()
-    assert pair["context"] is False
+    assert "weight" not in pair
+    assert set(pair["mask"].unique().tolist()) == {False, True}
+    assert (pair["condition"][~pair["mask"].expand(-1, 3, -1, -1)] == 0).all()  # black = −1 after signed_unit
+    assert signed_unit(pair["condition"]).min() == -1.0
+    assert pair["context"] is False and pair["context_frames"] == 0
     fov = pair["fov"].numpy()
     assert (fov >= 30.0 - 1e-6).all() and (fov <= 120.0 + 1e-6).all()
     # the target is the clip rolled by the drawn shift, in whole pixels
     shift_px = round(pair["shift"] / 360.0 * W)
-    target = ((pair["target"] + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    target = pair["target"].permute(0, 2, 3, 1).numpy()
     assert any(np.array_equal(target, np.roll(frames, s, axis=2)) for s in (shift_px, -shift_px))
     # inside the mask the condition is the (shifted) target it was cut from
-    m = pair["mask"][:, 0].numpy() > 0.5
-    cond = ((pair["condition"] + 1) * 127.5).round().permute(0, 2, 3, 1).numpy()
+    m = pair["mask"][:, 0].numpy()
+    cond = pair["condition"].permute(0, 2, 3, 1).numpy()
     assert masked_psnr(cond, target, m) >= 35.0
     # and the mask covers the FoV's solid angle in every frame (2 % at this small size: 4 %)
     expected = solid_angle(fov) / (4 * math.pi)
@@ -153,12 +154,12 @@ def test_context_frames_fully_visible():
     config = PairConfig(num_frames=6, fps=None, height=32, width=64, pers_size=16, context_frames=2,
                         context_prob=1.0)
     pair = make_pair(frames, np.random.default_rng(5), config)
-    assert pair["context"] is True
-    assert (pair["mask"][:2] == 1).all()
+    assert pair["context"] is True and pair["context_frames"] == 2
+    assert pair["mask"][:2].all()
     assert torch.equal(pair["condition"][:2], pair["target"][:2])
-    assert pair["mask"][2:].mean() < 1.0, "frames after the context stay masked"
+    assert pair["mask"][2:].float().mean() < 1.0, "frames after the context stay masked"
     plain = make_pair(frames, np.random.default_rng(5), config.replace(context_prob=0.0))
-    assert plain["context"] is False and plain["mask"][:2].mean() < 1.0
+    assert plain["context"] is False and plain["mask"][:2].float().mean() < 1.0
 
 
 def test_context_probability_is_respected():
@@ -330,3 +331,27 @@ def test_preview_index_out_of_range(tmp_path):
     with pytest.raises(ValueError, match="--index 3 out of range"):
         main(["preview", "--shards", str(tmp_path), "--out", str(tmp_path / "x.png"), "--index", "3",
               "num_frames=4", "fps=null", "height=32", "width=64"])
+
+
+def test_pairs_cross_the_loader_compactly_and_unpack_exactly():
+    """The trainer's wire format: uint8 pixels and the mask as bits, restored exactly after a
+    real worker process and collation."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from model.data import pack_for_loader, unpack_batch
+
+    frames = sphere_frames(4, 18, 36, seed=1)  # width 36: 4.5 bytes of bits, padded to 5
+    config = PairConfig(num_frames=4, fps=None, height=18, width=36, pers_size=8, context_frames=1,
+                        context_prob=1.0)
+    pairs = [make_pair(frames, np.random.default_rng(i), config) for i in range(2)]
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return (pack_for_loader(p) for p in pairs)
+
+    batch = next(iter(DataLoader(Stream(), batch_size=2, num_workers=1)))
+    assert batch["mask_bits"].dtype == torch.uint8 and batch["mask_bits"].shape == (2, 4, 1, 18, 5)
+    assert batch["target"].dtype == torch.uint8 and batch["target"].is_shared()
+    out = unpack_batch(batch)
+    assert "mask_bits" not in out
+    assert torch.equal(out["mask"], torch.stack([p["mask"] for p in pairs]))

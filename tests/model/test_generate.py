@@ -160,6 +160,51 @@ def test_guidance_ramps_over_frames(svd):
                                rtol=1e-3, atol=1e-3)
 
 
+def test_default_guidance_is_constant_and_guides_frame_0(svd):
+    """The authors sample with min = max guidance (3): frame 0 of a window is guided like the
+    others (SVD's 1 → 3 ramp would leave it at the conditional prediction)."""
+    T = 4
+    g = torch.Generator().manual_seed(0)
+    cond, clip = torch.randn(1, T, 4, 8, 16, generator=g), torch.randn(1, T, 32, generator=g)
+    ids = torch.tensor([[4.0, 127.0, 0.02]])
+    x, sigma = torch.randn(1, T, 4, 8, 16, generator=g), torch.tensor([2.0])
+    default = guidance_ramp(T, *GenerateConfig().guidance)
+    assert torch.equal(default, torch.full((T,), 3.0))
+    with torch.no_grad():
+        d = guided_denoiser(svd.unet, cond, clip, ids, default)(x, sigma)
+        d_cond = guided_denoiser(svd.unet, cond, clip, ids, torch.ones(T))(x, sigma)
+        d_uncond = guided_denoiser(svd.unet, torch.zeros_like(cond), torch.zeros_like(clip), ids, torch.ones(T))(x, sigma)
+    torch.testing.assert_close(d[:, 0], d_uncond[:, 0] + 3 * (d_cond[:, 0] - d_uncond[:, 0]), rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(d[:, 0], d_cond[:, 0], atol=1e-3)
+    # the command line: "3" is constant, "1,3" the ramp
+    from model.generate import _parse_pair
+    assert _parse_pair("3", "--guidance") == (3.0, 3.0) and _parse_pair("1,3", "--guidance") == (1.0, 3.0)
+
+
+def test_condition_noise_only_inside_the_mask_and_not_on_context_frames(svd, tiny, make_texture):
+    """Generation adds σ_cond·ε to the canvas inside the mask only; the S context frames taken
+    from the previous window are clean."""
+    from model.network import noisy_condition
+
+    n = np.arange(11.0)
+    pers = equirect_to_perspective(make_texture(128, 256), 90, 2 * n, 0 * n, 0 * n, out_hw=(24, 32))
+    cfg = GenerateConfig(height=16, window=6, context=2, steps=1, guidance=(1.0, 1.0), sigma_cond=0.5)
+    trace = []
+    generate_panorama(svd, pers, Poses(90.0, 2 * n, 0 * n, 0 * n), cfg, scheduler_sigmas(tiny, 1), fps_id=5.0,
+                      trace=trace)
+    for t in trace:
+        m = t["noise_mask"]  # (T, 1, H, W)
+        canvas = t["condition"][None]
+        noisy = noisy_condition(canvas, torch.tensor([0.5]), m[None], torch.Generator().manual_seed(0))[0]
+        diff = (noisy - t["condition"]).abs().amax(1, keepdim=True)
+        S = t["window"].context
+        assert (diff[m == 0] == 0).all() and (diff[m > 0] > 0).all()
+        outside = (m[S:] == 0).expand(-1, 3, -1, -1)
+        assert (t["condition"][S:][outside] == -1).all()  # no noise where the canvas is black (outside the mask)
+        assert 0 < m[S:].mean() < 1
+        assert (m[:S] == 0).all()  # clean context frames
+
+
 def test_latent_roll_is_undone():
     """For a denoiser that commutes with horizontal rolls, rolling between steps changes nothing."""
     c = torch.randn(1, 2, 4, 4, 16)

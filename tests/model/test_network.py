@@ -108,3 +108,43 @@ def test_unet_fn_concatenates_condition(svd):
         assert not torch.allclose(out, unet_fn(svd.unet, cond * 0, clip, ids)(y, torch.tensor([0.1])))
         d = edm.denoise(F, y, torch.tensor([2.0]))
         assert torch.isfinite(d).all()
+
+
+# ------------------------------------------------------------------ SVD-XT as published: variants
+def test_fp16_variant_loads_with_variant_auto(tmp_path, tiny_dir):
+    """SVD-XT is published as *.fp16.safetensors only: `variant: auto` finds them."""
+    fp16 = build_tiny_svd(tmp_path / "fp16", num_frames=4, variant="fp16")
+    assert sorted(p.name for p in (fp16 / "unet").iterdir()) == [
+        "config.json", "diffusion_pytorch_model.fp16.safetensors"]
+    assert (fp16 / "image_encoder" / "model.fp16.safetensors").is_file()
+    loaded = load_svd(fp16, variant="auto", dtype=torch.float32)
+    reference = load_svd(tiny_dir)  # same seed, same architecture, saved in fp32
+    for (n, a), (_, b) in zip(loaded.unet.named_parameters(), reference.unet.named_parameters()):
+        assert a.dtype == torch.float32
+        assert torch.equal(a, b.half().float()), n  # the fp16 file's values, upcast
+    assert load_svd(fp16, variant="fp16").vae is not None
+    with pytest.raises(ValueError, match=r"weight files missing: unet/diffusion_pytorch_model.safetensors"):
+        load_svd(fp16, variant="none")
+
+
+def test_configs_without_weights_fail_in_one_line_naming_the_files(tmp_path, tiny_dir):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_dir, bare, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(ValueError) as e:
+        load_svd(bare)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for name in ("unet/diffusion_pytorch_model.safetensors or unet/diffusion_pytorch_model.fp16.safetensors",
+                 "vae/diffusion_pytorch_model.safetensors", "image_encoder/model.safetensors"):
+        assert name in msg, msg
+    # a fine-tuned UNet swapped in: the base directory's own UNet weights are not needed
+    shutil.copytree(tiny_dir / "unet", tmp_path / "finetuned")
+    (bare / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(
+        (tiny_dir / "vae" / "diffusion_pytorch_model.safetensors").read_bytes())
+    (bare / "image_encoder" / "model.safetensors").write_bytes(
+        (tiny_dir / "image_encoder" / "model.safetensors").read_bytes())
+    assert load_svd(bare, unet_path=tmp_path / "finetuned").unet.config.in_channels == 8
+    # a truncated weight file is one clear error naming the directory, not a traceback from deep inside
+    (bare / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ValueError, match=r"bare/vae: cannot load AutoencoderKLTemporalDecoder"):
+        load_svd(bare, unet_path=tmp_path / "finetuned")
