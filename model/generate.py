@@ -48,6 +48,7 @@ import torch
 
 from model import edm
 from model.data import native_render_hw, outlined, resize_frames, to_signed_unit, to_uint8
+from shards.video import MAX_FRAME_PIXELS, MAX_VIDEO_PIXELS
 
 log = logging.getLogger("model.generate")
 
@@ -435,6 +436,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="network precision (auto: float16 on GPU, float32 on CPU)")
     p.add_argument("--decode-chunk", type=int, default=8, help="frames per VAE decode call")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
+    p.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS,
+                   help=f"refuse an input whose frames are larger (default {MAX_FRAME_PIXELS})")
+    p.add_argument("--max-video-pixels", type=int, default=MAX_VIDEO_PIXELS,
+                   help=f"refuse to hold more decoded input pixels than this (default {MAX_VIDEO_PIXELS}); "
+                        "input frames are decoded at most as wide as the panorama")
     return p.parse_args(argv)
 
 
@@ -449,9 +455,10 @@ def _parse_pair(text: str, name: str) -> tuple[float, float]:
 def check_inputs(args: argparse.Namespace) -> dict:
     """Every check that needs no heavy work; returns what the run needs. Raises one clear error."""
     from model.poses import Poses, parse_fov
-    from shards.video import probe, sample_indices
+    from shards.video import check_frame_budget, probe, sample_indices
 
     info = probe(args.input)  # unreadable / missing video → ValueError / FileNotFoundError naming it
+    check_frame_budget(info.width, info.height, args.max_frame_pixels, str(args.input))  # before any model
     paths = resolve_model(args.model, args.base)
     fields = config_defaults(paths.run_config)
     if args.fps is not None:
@@ -501,7 +508,7 @@ def run(args: argparse.Namespace) -> Path:
     from model.network import load_svd
     from model.poses import Poses, estimate_poses
     from model.spherical_metadata import tag_equirect_mp4
-    from shards.video import decode_frames, write_mp4
+    from shards.video import decode_frames, fit_size, write_mp4
 
     t0 = time.perf_counter()
     checked = check_inputs(args)
@@ -510,7 +517,10 @@ def run(args: argparse.Namespace) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
 
-    pers = decode_frames(args.input, indices=checked["indices"])
+    # decoded frame by frame at most as wide as the panorama (more input detail than that is never used)
+    info = checked["info"]
+    pers = decode_frames(args.input, indices=checked["indices"], size=fit_size(info.width, info.height, 2 * cfg.height),
+                         max_frame_pixels=args.max_frame_pixels, max_video_pixels=args.max_video_pixels)
     poses = checked["poses"]
     if poses is None and args.static:
         zeros = np.zeros(len(pers))

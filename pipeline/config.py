@@ -63,6 +63,7 @@ class ClipConfig:
     analysis_fps: float = 2.0  # frames decoded per second of clip for motion / text / pixels
     analysis_height: int = 256  # their size (width = 2 * height)
     thumbnail_width: int = 256
+    ffmpeg_timeout_s: float = 300.0  # one clip's cut + encode; a stuck ffmpeg is killed and becomes an error row
 
 
 @dataclass
@@ -224,6 +225,8 @@ class CurateConfig:
             raise ConfigError(f"{where}: clips.height must be even and > 0 (W = 2H, yuv420p), got {c.height}")
         if c.analysis_height <= 0 or c.analysis_fps <= 0:
             raise ConfigError(f"{where}: clips.analysis_height and clips.analysis_fps must be > 0")
+        if not c.ffmpeg_timeout_s > 0:
+            raise ConfigError(f"{where}: clips.ffmpeg_timeout_s must be > 0, got {c.ffmpeg_timeout_s}")
         for name, st in self.ray.stages.items():
             if name not in _default_stages():
                 raise ConfigError(f"{where}: ray.stages.{name}: unknown stage "
