@@ -267,6 +267,11 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     pairs = find_videos(pred_dir, gt_dir)
     method = method or pred_dir.resolve().name
+    # every poses / lines file is read and checked before any model loads: a bad one fails fast
+    for item in pairs:
+        item["meta_checked"] = load_video_meta(item["meta"])
+        if item["lines"] is not None:
+            item["lines_checked"] = load_lines(item["lines"], item["meta_checked"]["input_hw"])
 
     # models load once, here (each missing set of weights becomes a "skipped" entry)
     skipped = {}
@@ -295,7 +300,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
 
     records, features = [], {g: ([], []) for g in GROUPS}
     for item in tqdm(pairs, desc="evaluate", unit="video"):
-        meta = load_video_meta(item["meta"])
+        meta = item["meta_checked"]
         group = meta["trajectory"] if meta["trajectory"] in GROUPS else "simulated"
         pred, gt, notes = load_pair(item["pred"], item["gt"], config.max_frame_pixels, config.max_video_pixels)
         masks = visible_masks(meta, gt.shape[1:3], len(gt))
@@ -310,7 +315,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
                              if imaging else None)
         if item["lines"] is not None:
             poses = meta["poses"]
-            annotations = load_lines(item["lines"], meta["input_hw"])
+            annotations = item["lines_checked"]
             if any(t >= len(gt) for t in annotations):
                 notes.append(f"line annotations beyond frame {len(gt) - 1} ignored")
                 annotations = {t: s for t, s in annotations.items() if t < len(gt)}

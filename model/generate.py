@@ -505,13 +505,13 @@ def _device_dtype(args) -> tuple[torch.device, torch.dtype]:
 
 
 def run(args: argparse.Namespace) -> Path:
+    t0 = time.perf_counter()
+    checked = check_inputs(args)  # before the heavy imports: a bad input fails fast and small
     from model.network import load_svd
     from model.poses import Poses, estimate_poses
     from model.spherical_metadata import tag_equirect_mp4
     from shards.video import decode_frames, fit_size, write_mp4
 
-    t0 = time.perf_counter()
-    checked = check_inputs(args)
     cfg, paths, fps = checked["cfg"], checked["paths"], checked["fps"]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)

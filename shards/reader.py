@@ -22,6 +22,7 @@ import glob as globlib
 import os
 import random
 import re
+import sys
 import tarfile
 import warnings
 from dataclasses import dataclass, field
@@ -255,6 +256,8 @@ def close_tar(tar: tarfile.TarFile) -> None:
 
 def distributed_rank() -> tuple[int, int]:
     """(rank, world_size) from torch.distributed when initialised, else from RANK/WORLD_SIZE, else (0, 1)."""
+    if "torch" not in sys.modules:  # nothing can have initialised it (and importing torch costs seconds)
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     try:
         import torch.distributed as dist
 
@@ -267,6 +270,8 @@ def distributed_rank() -> tuple[int, int]:
 
 def worker_rank() -> tuple[int, int]:
     """(worker id, number of workers) inside a torch DataLoader worker, else (0, 1)."""
+    if "torch" not in sys.modules:  # not inside a DataLoader worker
+        return 0, 1
     try:
         from torch.utils.data import get_worker_info
     except ImportError:
