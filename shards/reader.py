@@ -34,9 +34,10 @@ import braceexpand
 from .schema import (MAX_JSON_BYTES, MAX_JSON_DEPTH, SchemaError, check_key, loads_bounded, split_member_name,
                      validate_meta)
 
+REMOTE_TIMEOUT_S = 60.0  # connect / read timeout of one remote request (http, https)
 REQUIRED_MEMBERS = ("mp4", "json")  # jpg is a convenience: its absence does not make a sample bad
 # what a tar error looks like while walking a shard (truncated data, bad headers, I/O)
-TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, OverflowError)
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, OverflowError, TimeoutError)
 
 
 class ShardReadError(ValueError, RuntimeError):
@@ -58,6 +59,7 @@ class ReadLimits:
     })
     other_bytes: int = 16 * 2**20  # any other extension
     json_depth: int = MAX_JSON_DEPTH
+    remote_timeout_s: float = REMOTE_TIMEOUT_S  # one remote request (http/https) that hangs longer fails
 
     @classmethod
     def from_mb(cls, member_mb: Mapping[str, float] | None = None, **kw) -> "ReadLimits":
@@ -149,10 +151,23 @@ def list_shards(paths: str | os.PathLike | Sequence[str | os.PathLike], allow_pi
     return [u for u in urls if not (u in seen or seen.add(u))]
 
 
+def remote_options(url: str, timeout_s: float = REMOTE_TIMEOUT_S) -> dict:
+    """fsspec storage options that bound how long one request may hang (http/https: aiohttp
+    timeouts; other backends keep their own defaults)."""
+    if url.split("://", 1)[0].lower() in ("http", "https"):
+        import aiohttp
+
+        return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(
+            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)}}
+    return {}
+
+
 def _list_remote(url: str) -> list[str]:
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(url)
+    if url.endswith(".tar"):  # one shard: nothing to list (and no request that could hang)
+        return [url]
+    fs, path = fsspec.core.url_to_fs(url, **remote_options(url))
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     unstrip = (lambda p: p) if protocol == "file" else (lambda p: f"{protocol}://{p}")
     if any(c in path for c in "*?["):
@@ -164,7 +179,7 @@ def _list_remote(url: str) -> list[str]:
     return [unstrip(p) for p in found if p.endswith(".tar")]
 
 
-def _open_url(url: str, allow_pipe: bool = False):
+def _open_url(url: str, allow_pipe: bool = False, timeout_s: float = REMOTE_TIMEOUT_S):
     check_pipe(url, allow_pipe)
     if is_pipe(url):
         from webdataset.gopen import gopen
@@ -173,7 +188,7 @@ def _open_url(url: str, allow_pipe: bool = False):
     if _is_remote(url):
         import fsspec
 
-        return fsspec.open(url, "rb").open()
+        return fsspec.open(url, "rb", **remote_options(url, timeout_s)).open()
     return open(url, "rb")
 
 
@@ -231,10 +246,10 @@ def walk_tar(tar: tarfile.TarFile, limits: ReadLimits = DEFAULT_LIMITS) -> Itera
         yield current
 
 
-def open_tar(url: str, allow_pipe: bool = False) -> tarfile.TarFile:
+def open_tar(url: str, allow_pipe: bool = False, timeout_s: float = REMOTE_TIMEOUT_S) -> tarfile.TarFile:
     """A TarFile over a shard: seekable for local files, streamed for remote ones (uncompressed tar only)."""
     if _is_remote(url):
-        stream = _open_url(url, allow_pipe)
+        stream = _open_url(url, allow_pipe, timeout_s)
         try:
             tar = tarfile.open(fileobj=stream, mode="r|")
         except BaseException:
@@ -357,7 +372,7 @@ class ShardSamples:
     def _samples(self, shards: list[str]) -> Iterator[Sample]:
         for url in shards:
             try:
-                tar = open_tar(url, self.allow_pipe)
+                tar = open_tar(url, self.allow_pipe, self.limits.remote_timeout_s)
             except TAR_ERRORS as e:
                 self._problem(url, "-", f"cannot open: {type(e).__name__}: {e}")
                 continue

@@ -152,3 +152,41 @@ def test_pipe_urls_need_opt_in(cli, tmp_path, mp4_bytes):
                                                       ("vid_0000.json", json.dumps(clip_meta()).encode())])
     ran = cli(*SHARDS, "stats", "--json", "--allow-pipe", f"pipe:cat {shard}")
     assert ran.rc == 0 and json.loads(ran.out)["clips"] == 1
+
+
+# ------------------------------------------------------------------------------ stalled remote
+def test_stalled_http_shard_is_a_counted_problem_within_the_timeout(tmp_path):
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_stall():  # accepts connections, never answers
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept_and_stall, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/clips-000000.tar"
+        t0 = time.perf_counter()
+        keys, stats = read_all([url], limits=ReadLimits(remote_timeout_s=1.0))
+        elapsed = time.perf_counter() - t0
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert keys == [] and stats.skipped == 1 and stats.problems[0][0] == url
+    assert "cannot open" in stats.problems[0][2] or "unreadable" in stats.problems[0][2]
+    assert accepted and elapsed < 30
