@@ -231,9 +231,9 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def checkpoints_to_prune(ckpt_dir: Path, keep_last: int, just_written: str) -> list[Path]:
-    """Checkpoints beyond keep_last: the one just written is always kept, then the newest by step
-    number (not by name: step_100000000 sorts before step_99999999). After a resume from an older
-    tag, the later tags belong to the abandoned run and go first."""
+    """Checkpoints beyond keep_last: the one just written is always kept (after a resume from an
+    older tag it is not the newest by step), then the newest others by step number (not by name:
+    step_100000000 sorts before step_99999999)."""
     tags = [p for p in ckpt_dir.glob("step_*") if p.is_dir() and checkpoint_step(p) is not None]
     others = sorted((p for p in tags if p.name != just_written), key=checkpoint_step, reverse=True)
     return others[max(0, keep_last - 1):]

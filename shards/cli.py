@@ -318,7 +318,7 @@ def cmd_show(args) -> int:
         try:
             contact_sheet(sample.mp4, args.out, title=f"{sample.key} ({category})")
         except ValueError as e:  # an mp4 that does not decode or is over the decode budget
-            raise CliError(f"{sample.url} {sample.key}: {e}") from None
+            raise CliError(f"{sample.url} {sample.key}: {e}", code=2) from None
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -190,3 +190,18 @@ def test_stalled_http_shard_is_a_counted_problem_within_the_timeout(tmp_path):
     assert keys == [] and stats.skipped == 1 and stats.problems[0][0] == url
     assert "cannot open" in stats.problems[0][2] or "unreadable" in stats.problems[0][2]
     assert accepted and elapsed < 30
+
+
+# --------------------------------------------------------------------------- 8192×8192 clip in a shard
+def test_huge_clip_in_a_shard(cli, tmp_path, huge_video):
+    from shards.writer import ShardWriter
+
+    with ShardWriter(tmp_path / "shards") as w:
+        w.write("huge_0000", huge_video.read_bytes(), clip_meta("huge", 0, width=8192, height=8192, num_frames=2,
+                                                                fps=10.0), jpg=b"\xff\xd8")
+    ran = cli(*SHARDS, "show", tmp_path / "shards", "huge_0000", "--out", tmp_path / "sheet.png")
+    assert "8192×8192 = 67108864 pixels, over the limit" in ran.one_line_error()
+    assert_bounded(ran)
+    ran = cli(*SHARDS, "verify", tmp_path / "shards")
+    assert_bounded(ran)
+    assert ran.rc == 1 and "huge_0000\tmp4 does not decode: " in ran.out and "over the limit" in ran.out
