@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ class Ran:
     rc: int
     out: str
     err: str
-    peak_rss: int  # bytes
+    peak_rss: int  # bytes (VmHWM of the command's process; -1 when it could not report)
 
     def one_line_error(self) -> str:
         """The error line of a command that failed on bad input: exit 2, one line, no traceback."""
@@ -35,22 +34,40 @@ class Ran:
         return lines[0]
 
 
+# Runs the command inside this launcher, which writes the process's VmHWM (peak RSS of its own
+# address space, started fresh at exec) when it exits. getrusage / wait4's ru_maxrss would not do:
+# Linux carries the forking parent's peak over into the child (a test process that built an
+# 8192×8192 fixture would be measured, not the command).
+_LAUNCHER = """
+import atexit, os, runpy, sys
+def _hwm():
+    with open('/proc/self/status') as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
+    with open(os.environ['HOSTILE_RSS_FILE'], 'w') as f:
+        f.write(str(kb * 1024))
+atexit.register(_hwm)
+args = sys.argv[1:]
+if args[0] == '-m':
+    sys.argv = [args[1], *args[2:]]
+    runpy.run_module(args[1], run_name='__main__', alter_sys=True)
+else:
+    sys.argv = args
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
+    runpy.run_path(args[0], run_name='__main__')
+"""
+
+
 def run_cli(args, tmp_path, timeout=180, env=None) -> Ran:
     """Run `python ARGS…` from the repository root; stdout/stderr go to files (no pipe deadlock).
-    Killed after `timeout` s (then rc is -9)."""
+    Killed after `timeout` s."""
     n = len(list(tmp_path.glob("run-*.out")))
-    out, err = tmp_path / f"run-{n}.out", tmp_path / f"run-{n}.err"
-    full_env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env or {}))
+    out, err, rss = (tmp_path / f"run-{n}.{ext}" for ext in ("out", "err", "rss"))
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HOSTILE_RSS_FILE=str(rss), **(env or {}))
     with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen([sys.executable, *map(str, args)], stdout=fo, stderr=fe, cwd=REPO, env=full_env)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: ru_maxrss in KiB
-        finally:
-            timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Ran(proc.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024)
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *map(str, args)], stdout=fo, stderr=fe,
+                              cwd=REPO, env=full_env, timeout=timeout)
+    peak = int(rss.read_text()) if rss.exists() else -1
+    return Ran(proc.returncode, out.read_text(), err.read_text(), peak)
 
 
 @pytest.fixture

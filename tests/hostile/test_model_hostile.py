@@ -14,7 +14,7 @@ def assert_error(ran, *words, rss_limit=GiB):
     line = ran.one_line_error() if ran.err.count("\n") <= 1 else _last_line_error(ran)
     for w in words:
         assert w in line, (w, line)
-    assert ran.peak_rss < rss_limit, f"peak RSS {ran.peak_rss / 2**20:.0f} MiB"
+    assert 0 < ran.peak_rss < rss_limit, f"peak RSS {ran.peak_rss / 2**20:.0f} MiB"
     return line
 
 
@@ -96,9 +96,8 @@ def test_train_config_with_pipe_is_refused(cli, tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
     ran = cli("model/train.py", "--config", path)
-    # model/train.py imports torch, DeepSpeed and diffusers at the top: ~1.05 GiB before reading
-    # anything (measured here); the refusal itself reads nothing
-    assert_error(ran, f"pipe:touch {marker}", "data.allow_pipe: true", rss_limit=int(1.5 * GiB))
+    # (model/train.py imports torch, DeepSpeed and diffusers first: ~0.9 GiB measured here; the refusal reads nothing)
+    assert_error(ran, f"pipe:touch {marker}", "data.allow_pipe: true")
     assert not marker.exists() and not (tmp_path / "run").exists()
     ran = cli("-m", "model.data", "preview", "--shards", f"pipe:touch {marker}", "--out", tmp_path / "p.png")
     assert_error(ran, f"pipe:touch {marker}", "--allow-pipe")

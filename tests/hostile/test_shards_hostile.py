@@ -20,7 +20,7 @@ def read_all(path, **kw):
 
 def assert_bounded(ran):
     assert "Traceback" not in ran.err, ran.err[-3000:]
-    assert ran.peak_rss < GiB, f"peak RSS {ran.peak_rss / 2**20:.0f} MiB"
+    assert 0 < ran.peak_rss < GiB, f"peak RSS {ran.peak_rss / 2**20:.0f} MiB"
 
 
 # ------------------------------------------------------------------------------- sparse member
