@@ -88,6 +88,8 @@ class PairConfig:
     weight_kind: str = "paper"    # latitude weight: "paper" λ(h) or "authors" (model.edm)
     weight_delta: float = 0.01
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    allow_pipe: bool = False      # let `pipe:CMD` shard URLs run CMD in a shell (never from configs you did not write)
+    max_member_mb: dict[str, float] = field(default_factory=dict)  # shard member size limits, e.g. {mp4: 512}
 
     def __post_init__(self):
         if isinstance(self.trajectory, dict):
@@ -112,8 +114,20 @@ class PairConfig:
             problems.append(f"context_prob must be in [0, 1], got {self.context_prob}")
         if self.shuffle_buffer < 1:
             problems.append(f"shuffle_buffer must be ≥ 1 (1 = no shuffling), got {self.shuffle_buffer}")
+        try:
+            self.read_limits()
+        except ValueError as e:
+            problems.append(str(e))
         if problems:
             raise ValueError("PairConfig: " + "; ".join(problems))
+
+    def read_limits(self):
+        """The shard reader's bounds (shards.reader.ReadLimits) with `max_member_mb` applied."""
+        from shards.reader import ReadLimits
+
+        if not isinstance(self.max_member_mb, dict):
+            raise ValueError(f"max_member_mb must be a mapping EXT: MiB, got {self.max_member_mb!r}")
+        return ReadLimits.from_mb(self.max_member_mb)
 
     @classmethod
     def from_dict(cls, d: dict | None, source: str = "PairConfig") -> "PairConfig":
@@ -367,7 +381,7 @@ class PairDataset(IterableDataset):
                  world_size: int = 1, resample: bool = True):
         if isinstance(urls, (str, Path)):
             urls = [urls]
-        self.shards = [str(s) for s in list_shards([str(u) for u in urls])]
+        self.shards = [str(s) for s in list_shards([str(u) for u in urls], allow_pipe=config.allow_pipe)]
         if not self.shards:
             raise ValueError(f"PairDataset: no shards found in {list(urls)}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -401,7 +415,8 @@ class PairDataset(IterableDataset):
         shard reader (its `stats.skipped` counts samples the reader itself rejected)."""
         worker, num_workers = self._worker()
         shards, modulus, remainder = assign_shards(self.shards, worker, num_workers, self.seed, epoch)
-        reader = iter_samples(shards, strict=False)
+        reader = iter_samples(shards, strict=False, limits=self.config.read_limits(),
+                              allow_pipe=self.config.allow_pipe)
         mine = (s for i, s in enumerate(reader) if i % modulus == remainder)
         rng = np.random.default_rng([self.seed, epoch, worker, 1])
         return shuffle_buffer(mine, self.config.shuffle_buffer, rng), reader
@@ -517,9 +532,26 @@ def preview_image(pair: dict[str, Any], rows: int = 5) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=0)
 
 
+def fit_fps_to_clip(config: PairConfig, num_available: int, src_fps: float, name: str = "clip") -> PairConfig:
+    """`config`, or with `fps` raised just enough that its T frames fit in a clip that is too short
+    for them (the preview's defaults, 25 frames at 5 fps = 4.8 s, on 4-s curated clips)."""
+    try:
+        sample_indices(num_available, src_fps, config.fps, config.num_frames, name)
+        return config
+    except ValueError:
+        if num_available < config.num_frames:
+            raise ValueError(f"{name}: {num_available} frames, fewer than num_frames={config.num_frames} "
+                             f"(give num_frames={num_available} or less)") from None
+    fps = src_fps * (config.num_frames - 1) / max(1, num_available - 1) * (1 + 1e-6)
+    return config.replace(fps=min(float(src_fps), fps))
+
+
 def preview(shards: Sequence[str], out: str | Path, config: PairConfig, index: int = 0, seed: int = 0,
-            rows: int = 5, video: bool = False, context: bool | None = None) -> list[Path]:
-    """Write the pair of the `index`-th sample (epoch 0, `seed`) as PNG (and mp4); returns paths."""
+            rows: int = 5, video: bool = False, context: bool | None = None, fit_fps: bool = False) -> list[Path]:
+    """Write the pair of the `index`-th sample (epoch 0, `seed`) as PNG (and mp4); returns paths.
+
+    fit_fps: when the clip is too short for `config.fps`, sample it faster (the CLI does this when
+    neither --config nor fps= is given, so the defaults work on any curated clip)."""
     import cv2
     from shards.video import write_mp4
 
@@ -527,13 +559,23 @@ def preview(shards: Sequence[str], out: str | Path, config: PairConfig, index: i
         config = config.replace(context_prob=1.0 if context else 0.0)
     dataset = PairDataset(shards, config, seed=seed, resample=False)
     count = 0
-    for sample in iter_samples(dataset.shards, strict=False):
+    for sample in iter_samples(dataset.shards, strict=False, limits=config.read_limits(),
+                               allow_pipe=config.allow_pipe):
         if count == index:
             break
         count += 1
     else:
         raise ValueError(f"preview: --index {index} out of range: {count} sample(s) in "
                          f"{len(dataset.shards)} shard(s)")
+    if fit_fps:
+        info = probe(sample.mp4)
+        fitted = fit_fps_to_clip(config, info.num_frames, info.fps, name=f"sample {sample.key}")
+        if fitted.fps != config.fps:
+            log.warning("preview: sample %s is %d frames at %g fps, too short for %d frames at %g fps: "
+                        "sampling at %.3g fps instead", sample.key, info.num_frames, info.fps,
+                        config.num_frames, config.fps, fitted.fps)
+            config = fitted
+            dataset.config = config
     pair = dataset.pair_from_sample(sample, epoch=0)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -573,14 +615,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx.add_argument("--context", dest="context", action="store_true", default=None,
                      help="force context-aware mode")
     ctx.add_argument("--no-context", dest="context", action="store_false", help="force standard mode")
+    p.add_argument("--allow-pipe", action="store_true", help="let pipe:CMD shard URLs run CMD in a shell")
     p.add_argument("overrides", nargs="*", help="data config overrides key=value (e.g. height=256 width=512)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    config = PairConfig.from_yaml(args.config) if args.config else PairConfig()
-    if args.overrides:
-        config = PairConfig.from_dict({**config.to_dict(), **_parse_overrides(args.overrides)}, "overrides")
-    written = preview(args.shards, args.out, config, index=args.index, seed=args.seed, rows=args.rows,
-                      video=args.video, context=args.context)
+    try:
+        config = PairConfig.from_yaml(args.config) if args.config else PairConfig()
+        overrides = _parse_overrides(args.overrides)
+        if args.allow_pipe:
+            overrides["allow_pipe"] = True
+        if overrides:
+            config = PairConfig.from_dict({**config.to_dict(), **overrides}, "overrides")
+        written = preview(args.shards, args.out, config, index=args.index, seed=args.seed, rows=args.rows,
+                          video=args.video, context=args.context,
+                          fit_fps=args.config is None and "fps" not in overrides)
+    except (ValueError, FileNotFoundError) as e:  # bad input or a clip that cannot make a pair: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for path in written:
         print(path)
     return 0

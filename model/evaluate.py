@@ -63,6 +63,8 @@ class EvalConfig:
     musiq_frames: int | None = None     # score this many evenly spaced frames per view (default: all, as VBench)
     view_size: int | None = None        # side of the four square views (default H/2)
     fvd_frames: int = 16
+    max_frame_pixels: int | None = None  # per source frame; None → shards.video.MAX_FRAME_PIXELS
+    max_video_pixels: int | None = None  # decoded pixels held per video; None → shards.video.MAX_VIDEO_PIXELS
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -94,20 +96,29 @@ def find_videos(pred_dir: Path, gt_dir: Path) -> list[dict]:
     return pairs
 
 
-def load_pair(pred_path: Path, gt_path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode both videos; the prediction is resized to the ground truth's size and both are cut to
-    the shorter length (each adjustment is reported in the returned notes)."""
-    from model.data import resize_frames
-    from shards.video import decode_frames
+def load_pair(pred_path: Path, gt_path: Path, max_frame_pixels: int | None = None,
+              max_video_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode both videos within the decode budget (shards.video); the prediction is resized to the
+    ground truth's size as it is decoded and both are cut to the shorter length (each adjustment
+    is reported in the returned notes)."""
+    from shards.video import MAX_FRAME_PIXELS, MAX_VIDEO_PIXELS, decode_frames, probe
 
-    pred, gt = decode_frames(pred_path), decode_frames(gt_path)
+    budget = dict(max_frame_pixels=max_frame_pixels or MAX_FRAME_PIXELS,
+                  max_video_pixels=max_video_pixels or MAX_VIDEO_PIXELS)
+    infos = {"pred": probe(pred_path), "gt": probe(gt_path)}
     notes = []
-    for name, v, path in (("pred", pred, pred_path), ("gt", gt, gt_path)):
-        if v.shape[2] != 2 * v.shape[1]:
-            raise ValueError(f"{path}: {v.shape[2]}×{v.shape[1]} is not an equirect video (width = 2 × height)")
-    if pred.shape[1:3] != gt.shape[1:3]:
-        notes.append(f"prediction resized from {pred.shape[2]}×{pred.shape[1]} to {gt.shape[2]}×{gt.shape[1]}")
-        pred = resize_frames(pred, gt.shape[1:3])
+    for name, path in (("pred", pred_path), ("gt", gt_path)):
+        w, h = infos[name].width, infos[name].height
+        if w != 2 * h:
+            raise ValueError(f"{path}: {w}×{h} is not an equirect video (width = 2 × height)")
+    gt = decode_frames(gt_path, **budget)
+    size = (gt.shape[2], gt.shape[1])
+    pw, ph = infos["pred"].width, infos["pred"].height
+    if (pw, ph) != size:
+        notes.append(f"prediction resized from {pw}×{ph} to {size[0]}×{size[1]}")
+        pred = decode_frames(pred_path, size=size, **budget)
+    else:
+        pred = decode_frames(pred_path, **budget)
     if len(pred) != len(gt):
         notes.append(f"frame counts differ (pred {len(pred)}, gt {len(gt)}): first {min(len(pred), len(gt))} compared")
         n = min(len(pred), len(gt))
@@ -131,12 +142,20 @@ def visible_masks(meta: dict, equi_hw: tuple[int, int], num_frames: int) -> np.n
 
 def load_lines(path: Path, input_hw: tuple[int, int]) -> dict[int, np.ndarray]:
     """A lines JSON → {frame: segments (N, 4)} in input pixels (rescaled if annotated at another size)."""
+    from model.poses import read_poses_json
+
     try:
-        d = json.loads(path.read_text())
+        d = read_poses_json(path, missing="no such lines file")  # size- and depth-bounded JSON
         frames = d["frames"]
+        for key in ("width", "height"):
+            if not isinstance(d[key], int) or isinstance(d[key], bool) or not 0 < d[key] <= 65536:
+                raise ValueError(f"'{key}' must be an int in [1, 65536], got {d[key]!r}")
         scale = np.array([input_hw[1] / d["width"], input_hw[0] / d["height"]] * 2)
-        return {int(t): np.asarray(s, np.float64).reshape(-1, 4) * scale for t, s in frames.items()}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        out = {int(t): np.asarray(s, np.float64).reshape(-1, 4) * scale for t, s in frames.items()}
+        if any(not np.isfinite(s).all() for s in out.values()):
+            raise ValueError("segments must be finite numbers")
+        return out
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{path}: not a lines file ({{'width', 'height', 'frames': {{t: [[x1,y1,x2,y2],…]}}}}): {e}") from None
 
 
@@ -248,6 +267,11 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     pairs = find_videos(pred_dir, gt_dir)
     method = method or pred_dir.resolve().name
+    # every poses / lines file is read and checked before any model loads: a bad one fails fast
+    for item in pairs:
+        item["meta_checked"] = load_video_meta(item["meta"])
+        if item["lines"] is not None:
+            item["lines_checked"] = load_lines(item["lines"], item["meta_checked"]["input_hw"])
 
     # models load once, here (each missing set of weights becomes a "skipped" entry)
     skipped = {}
@@ -276,9 +300,9 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
 
     records, features = [], {g: ([], []) for g in GROUPS}
     for item in tqdm(pairs, desc="evaluate", unit="video"):
-        meta = load_video_meta(item["meta"])
+        meta = item["meta_checked"]
         group = meta["trajectory"] if meta["trajectory"] in GROUPS else "simulated"
-        pred, gt, notes = load_pair(item["pred"], item["gt"])
+        pred, gt, notes = load_pair(item["pred"], item["gt"], config.max_frame_pixels, config.max_video_pixels)
         masks = visible_masks(meta, gt.shape[1:3], len(gt))
         mask = masks.any(0) if config.mask == "union" else masks
         record = {"name": item["name"], "trajectory": group, "frames": len(gt),
@@ -291,7 +315,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
                              if imaging else None)
         if item["lines"] is not None:
             poses = meta["poses"]
-            annotations = load_lines(item["lines"], meta["input_hw"])
+            annotations = item["lines_checked"]
             if any(t >= len(gt) for t in annotations):
                 notes.append(f"line annotations beyond frame {len(gt) - 1} ignored")
                 annotations = {t: s for t, s in annotations.items() if t < len(gt)}
@@ -351,6 +375,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="imaging quality on N evenly spaced frames per view (default: every frame, as VBench)")
     p.add_argument("--view-size", type=int, help="side of the four square views (default: panorama height / 2)")
     p.add_argument("--device", default="auto", help="cpu, cuda, … (default: cuda when available)")
+    p.add_argument("--max-frame-pixels", type=int, help="refuse videos with larger frames (default 8192×4096)")
+    p.add_argument("--max-video-pixels", type=int, help="refuse videos that decode to more pixels in all "
+                   "(default 2^28 = 268 M)")
     return p.parse_args(argv)
 
 
@@ -360,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = EvalConfig(mask=args.mask, device=args.device, lpips_weights=args.lpips_weights,
                         lpips_random=args.lpips_random, i3d=args.i3d, clip=args.clip,
                         aesthetic_head=args.aesthetic_head, musiq=args.musiq, musiq_frames=args.musiq_frames,
-                        view_size=args.view_size)
+                        view_size=args.view_size, max_frame_pixels=args.max_frame_pixels,
+                        max_video_pixels=args.max_video_pixels)
     t0 = time.perf_counter()
     try:
         report = evaluate(args.pred, args.gt, config, args.name)

@@ -51,6 +51,7 @@ import torch
 
 from model import edm
 from model.data import native_render_hw, outlined, resize_frames, to_signed_unit, to_uint8
+from shards.video import MAX_FRAME_PIXELS, MAX_VIDEO_PIXELS
 
 log = logging.getLogger("model.generate")
 
@@ -458,6 +459,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variant", default="auto", choices=["auto", "fp16", "none"],
                    help="weight files: auto (what the directories hold), fp16 (*.fp16.*) or none")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
+    p.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS,
+                   help=f"refuse an input whose frames are larger (default {MAX_FRAME_PIXELS})")
+    p.add_argument("--max-video-pixels", type=int, default=MAX_VIDEO_PIXELS,
+                   help=f"refuse to hold more decoded input pixels than this (default {MAX_VIDEO_PIXELS}); "
+                        "input frames are decoded at most as wide as the panorama")
     return p.parse_args(argv)
 
 
@@ -475,9 +481,10 @@ def _parse_pair(text: str, name: str) -> tuple[float, float]:
 def check_inputs(args: argparse.Namespace) -> dict:
     """Every check that needs no heavy work; returns what the run needs. Raises one clear error."""
     from model.poses import Poses, parse_fov
-    from shards.video import probe, sample_indices
+    from shards.video import check_frame_budget, probe, sample_indices
 
     info = probe(args.input)  # unreadable / missing video → ValueError / FileNotFoundError naming it
+    check_frame_budget(info.width, info.height, args.max_frame_pixels, str(args.input))  # before any model
     paths = resolve_model(args.model, args.base, args.variant)
     fields = config_defaults(paths.run_config)
     if args.fps is not None:
@@ -525,19 +532,22 @@ def _device_dtype(args) -> tuple[torch.device, torch.dtype]:
 
 
 def run(args: argparse.Namespace) -> Path:
+    t0 = time.perf_counter()
+    checked = check_inputs(args)  # before the heavy imports: a bad input fails fast and small
     from model.network import load_svd
     from model.poses import Poses, estimate_poses
     from shards.spherical import tag_equirect_mp4
-    from shards.video import decode_frames, write_mp4
+    from shards.video import decode_frames, fit_size, write_mp4
 
-    t0 = time.perf_counter()
-    checked = check_inputs(args)
     cfg, paths, fps = checked["cfg"], checked["paths"], checked["fps"]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
 
-    pers = decode_frames(args.input, indices=checked["indices"])
+    # decoded frame by frame at most as wide as the panorama (more input detail than that is never used)
+    info = checked["info"]
+    pers = decode_frames(args.input, indices=checked["indices"], size=fit_size(info.width, info.height, 2 * cfg.height),
+                         max_frame_pixels=args.max_frame_pixels, max_video_pixels=args.max_video_pixels)
     poses = checked["poses"]
     if poses is None and args.static:
         zeros = np.zeros(len(pers))

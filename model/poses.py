@@ -54,6 +54,7 @@ log = logging.getLogger("model.poses")
 
 MIN_INLIERS = 20          # fewer inlier tracks between two frames than this → "weak tracking"
 MIN_INLIER_RATIO = 0.5    # or fewer than this share of the tracks agree on one rotation
+MAX_POSES_BYTES = 64 * 2**20  # a poses JSON of 100k frames is about 6 MB
 WORK_SIZE = 640           # longest side the estimator tracks at (rays come from the FoV, not pixels)
 
 
@@ -281,13 +282,15 @@ def _warn_weak(report: TrackingReport, name: str) -> None:
 # ----------------------------------------------------------------------------------- poses
 def read_poses_json(path: str | os.PathLike, missing: str = "no such poses file") -> dict:
     """The parsed JSON of a poses file; a clear error naming the file when absent or not JSON."""
+    from shards.schema import loads_bounded
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {missing}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    size = path.stat().st_size
+    if size > MAX_POSES_BYTES:  # checked before reading: the file may be huge
+        raise ValueError(f"{path}: {size} bytes, over the limit of {MAX_POSES_BYTES} bytes for a poses / lines JSON")
+    return loads_bounded(path.read_bytes(), str(path), max_bytes=MAX_POSES_BYTES)
 
 
 @dataclass
@@ -430,7 +433,7 @@ def estimate_equirect_rotations(frames: np.ndarray, threshold_deg: float = 0.5, 
 
 # -------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    from shards.video import decode_frames, probe
+    from shards.video import MAX_FRAME_PIXELS, MAX_VIDEO_PIXELS, decode_frames, fit_size, probe
 
     parser = argparse.ArgumentParser(prog="python -m model.poses", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -442,6 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     est.add_argument("--fps", type=float, default=None, help="sample the video at this rate (default: native)")
     est.add_argument("--frames", type=int, default=None, help="use only the first N sampled frames")
     est.add_argument("--start", default="0,0,0", help="yaw,pitch,roll of the first frame (default 0,0,0)")
+    est.add_argument("--max-frame-pixels", type=int, default=MAX_FRAME_PIXELS,
+                     help=f"refuse a video whose frames are larger (default {MAX_FRAME_PIXELS})")
+    est.add_argument("--max-video-pixels", type=int, default=MAX_VIDEO_PIXELS,
+                     help=f"refuse to hold more decoded pixels than this (default {MAX_VIDEO_PIXELS}); "
+                          "frames are decoded at most 2×640 on the long side")
     show = sub.add_parser("show", help="validate a poses JSON and print a summary")
     show.add_argument("poses")
     args = parser.parse_args(argv)
@@ -457,7 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         fov = parse_fov(args.fov)
         start = parse_angles(args.start, "--start", 3)
         info = probe(args.video)
-        frames = decode_frames(args.video, fps=args.fps, num_frames=args.frames)
+        # tracking works at WORK_SIZE: decode each frame straight to at most twice that, never at
+        # the source size (a 4K phone video would otherwise hold ~25 MB per frame)
+        frames = decode_frames(args.video, fps=args.fps, num_frames=args.frames,
+                               size=fit_size(info.width, info.height, 2 * WORK_SIZE),
+                               max_frame_pixels=args.max_frame_pixels, max_video_pixels=args.max_video_pixels)
         poses = estimate_poses(frames, fov, fps=args.fps or info.fps, start_deg=start, name=args.video,
                                progress=True)
         poses.save(args.out)

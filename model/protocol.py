@@ -226,10 +226,15 @@ def load_video_meta(path: str | Path) -> dict:
 
     d = read_poses_json(path, missing="no poses file beside the ground truth (written by model.protocol)")
     poses = Poses.from_dict(d, name=str(path))
+    from shards.video import MAX_FRAME_PIXELS
+
     for key in ("width", "height"):
-        if not isinstance(d.get(key), int) or d[key] <= 0:
+        if not isinstance(d.get(key), int) or isinstance(d[key], bool) or d[key] <= 0:
             raise ValueError(f"{path}: needs the input video's {key} (a positive int)")
     hw = (d["height"], d["width"])
+    if hw[0] * hw[1] > MAX_FRAME_PIXELS:  # the visibility masks are computed at this size
+        raise ValueError(f"{path}: declares an input of {hw[1]}×{hw[0]} = {hw[0] * hw[1]} pixels, over the "
+                         f"limit of {MAX_FRAME_PIXELS} pixels per frame")
     return {"poses": poses, "fov_hv": poses.fov_pair(hw), "input_hw": hw,
             "trajectory": d.get("trajectory", "simulated"), "raw": d}
 

@@ -18,7 +18,6 @@ CLI:  python -m model.render --input pano.mp4 --output view.mp4 --path path.yaml
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +88,14 @@ def load_keyframes(path: str | Path, fps: float) -> list[Keyframe]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such camera path file")
+    from shards.schema import loads_bounded
+
+    if path.stat().st_size > 2**20:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, over the 1 MiB limit for a camera path file")
     text = path.read_text()
     try:
-        d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        d = loads_bounded(text, str(path)) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
         raise ValueError(f"{path}: cannot be parsed ({e})") from None
     return keyframes_from_dict(d, fps, name=str(path))
 
@@ -151,7 +154,7 @@ def render_video(src, angles_for, num_frames: int, out_hw: tuple[int, int], desc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from shards.video import probe, write_mp4
+    from shards.video import MAX_FRAME_PIXELS, check_frame_budget, probe, write_mp4
 
     parser = argparse.ArgumentParser(prog="python -m model.render", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = probe(args.input)
         if info.width != 2 * info.height:
             raise ValueError(f"{args.input}: not an equirect video ({info.width}×{info.height}, expected 2:1)")
+        check_frame_budget(info.width, info.height, MAX_FRAME_PIXELS, str(args.input))  # frames decode in chunks
         if args.path and args.key:
             raise ValueError("give either --path or --key, not both")
         keys = (load_keyframes(args.path, info.fps) if args.path

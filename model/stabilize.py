@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from geometry import euler_from_matrix, rotate_equirect, rotation_matrix
-from model.poses import Poses, estimate_equirect_rotations, parse_angles, parse_fov
+from model.poses import WORK_SIZE, Poses, estimate_equirect_rotations, parse_angles, parse_fov
 from model.render import parse_size, render_video
 
 
@@ -70,7 +70,8 @@ def angles_of(R: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from shards.video import decode_frames, probe, write_mp4
+    from shards.video import (MAX_FRAME_PIXELS, MAX_VIDEO_PIXELS, check_frame_budget, check_video_budget,
+                              decode_frames, fit_size, probe, write_mp4)
 
     parser = argparse.ArgumentParser(prog="python -m model.stabilize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = probe(args.input)
         if info.width != 2 * info.height:
             raise ValueError(f"{args.input}: not an equirect video ({info.width}×{info.height}, expected 2:1)")
+        check_frame_budget(info.width, info.height, MAX_FRAME_PIXELS, str(args.input))
+        if args.equirect_output:  # rotated at full size, all frames held
+            check_video_budget(info.num_frames, info.width, info.height, MAX_VIDEO_PIXELS, str(args.input))
         if args.smooth is not None and args.smooth <= 0:
             raise ValueError(f"--smooth: expected seconds > 0, got {args.smooth}")
         poses = Poses.load(args.poses) if args.poses else None
@@ -114,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         panorama = np.broadcast_to(np.eye(3), (T, 3, 3))
         camera = poses.matrices()
     else:
-        frames = decode_frames(args.input)
+        # the estimator tracks at 2 × WORK_SIZE wide: decode straight to that size
+        frames = decode_frames(args.input, size=fit_size(info.width, info.height, 2 * WORK_SIZE))
         panorama, _ = estimate_equirect_rotations(frames, name=args.input, progress=True)
         camera = panorama @ rotation_matrix(*view)
     sigma = None if args.smooth is None else args.smooth * info.fps

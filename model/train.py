@@ -40,7 +40,7 @@ from model.data import PairDataset, pack_for_loader, signed_unit, to_uint8, unpa
 from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
                            condition_noise_mask, drop_conditions, enable_temporal_checkpointing, encode_target,
                            load_svd, noisy_condition, sample_sigma_cond, unet_fn, vae_decode, vae_encode)
-from shards.reader import list_shards
+from shards.reader import PipeRefused, list_shards
 
 log = logging.getLogger("model.train")
 CKPT_DIR = "checkpoints"
@@ -309,8 +309,7 @@ def save_checkpoint(engine, ema, ckpt_dir: Path, step: int, client_state: dict, 
     if dist.is_initialized():
         dist.barrier()
     if rank == 0:
-        tags = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir())
-        for old in tags[:-keep_last]:
+        for old in checkpoints_to_prune(ckpt_dir, keep_last, just_written=tag):
             shutil.rmtree(old, ignore_errors=True)
     return ckpt_dir / tag
 
@@ -326,6 +325,34 @@ def check_resume_world(ckpt_dir: Path, tag: str | None, world: int) -> None:
         raise ValueError(f"--resume {ckpt_dir / tag}: saved by {saved} rank(s), this run has {world}: resuming "
                          f"with another world size is not supported (ZeRO-2 optimizer partitions are per rank); "
                          f"resume with {saved} ranks, or start a new run from its weights (model.unet=…)")
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a `step_XXXXXXXX` checkpoint directory (None for anything else)."""
+    name = path.name
+    return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
+
+
+def checkpoints_to_prune(ckpt_dir: Path, keep_last: int, just_written: str) -> list[Path]:
+    """Checkpoints beyond keep_last: the one just written is always kept (after a resume from an
+    older tag it is not the newest by step), then the newest others by step number (not by name:
+    step_100000000 sorts before step_99999999)."""
+    tags = [p for p in ckpt_dir.glob("step_*") if p.is_dir() and checkpoint_step(p) is not None]
+    others = sorted((p for p in tags if p.name != just_written), key=checkpoint_step, reverse=True)
+    return others[max(0, keep_last - 1):]
+
+
+def check_run_dir(run_dir: Path, resume: str | None, overwrite: bool) -> list[Path]:
+    """A run directory that already holds a run needs --resume or --overwrite (else its checkpoints,
+    unet/ and config.yaml would be overwritten). Returns what --overwrite will remove."""
+    ckpt_dir = run_dir / CKPT_DIR
+    found = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir()) if ckpt_dir.is_dir() else []
+    found += [p for p in (ckpt_dir / "latest", run_dir / "unet", run_dir / "unet_raw") if p.exists()]
+    if not found or resume not in (None, "", "none"):
+        return []
+    if not overwrite:
+        raise ValueError(f"run_dir {run_dir} already holds a run ({', '.join(p.name for p in found[:3])}"
+                         f"{', …' if len(found) > 3 else ''}): pass --resume latest to continue it, "
+                         f"or --overwrite to delete it and start over")
+    return [p for p in (ckpt_dir, run_dir / "unet", run_dir / "unet_raw") if p.exists()]
 
 
 def resolve_resume(resume: str | None, ckpt_dir: Path) -> str | None:
@@ -395,6 +422,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="train YAML (configs/train/*.yaml)")
     p.add_argument("--resume", default=None, help="'latest', a checkpoint tag step_XXXXXXXX, or none")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run_dir that already holds checkpoints (deletes them and unet/)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted (train.steps=10 optim.lr=1e-4)")
     return p.parse_args(argv)
@@ -408,7 +437,9 @@ def check_inputs(cfg: TrainConfig) -> tuple[list[str], list[str]]:
         check_unet_dir(cfg.model.unet, cfg.model.variant)
     def shard_list(key: str, patterns: list[str]) -> list[str]:
         try:
-            urls = list_shards(patterns)
+            urls = list_shards(patterns, allow_pipe=cfg.data.allow_pipe)
+        except PipeRefused as e:
+            raise ValueError(f"{key}: {e}") from None
         except (FileNotFoundError, ValueError) as e:
             raise ValueError(f"{key}: {patterns} match no shard (*.tar) files ({e})") from None
         if not urls:
@@ -424,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv)
     cfg = TrainConfig.load(args.config, args.overrides)
     train_urls, val_urls = check_inputs(cfg)
+    stale = check_run_dir(Path(cfg.run_dir), args.resume, args.overwrite)
     check_resume_world(Path(cfg.run_dir) / CKPT_DIR, resolve_resume(args.resume, Path(cfg.run_dir) / CKPT_DIR),
                        int(os.environ.get("WORLD_SIZE", 1)))
     # large, changing activation shapes fragment the CUDA caching allocator; set before CUDA starts
@@ -439,6 +471,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     dtype = torch.bfloat16 if bf16 else torch.float32
     ds_config = deepspeed_config(cfg, world, bf16)
     resume_tag = resolve_resume(args.resume, ckpt_dir)
+    if rank == 0:
+        for path in stale:  # --overwrite: the previous run's checkpoints and UNets
+            log.warning("--overwrite: removing %s", path)
+            shutil.rmtree(path)
+    dist.barrier()  # nobody reads the run directory while rank 0 clears it
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         import yaml

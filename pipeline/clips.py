@@ -74,7 +74,11 @@ def cut_clip(src: str | Path, start_s: float, end_s: float, src_fps: float, cfg:
     with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
         dst = Path(tmp) / "clip.mp4"
         args = cut_args(src, dst, start_s, num_frames, fps, src_fps, cfg)
-        proc = subprocess.run(args, capture_output=True)
+        try:  # a stuck ffmpeg (bad input, a hung network source) must not stall the worker forever
+            proc = subprocess.run(args, capture_output=True, timeout=cfg.ffmpeg_timeout_s)
+        except subprocess.TimeoutExpired:  # subprocess.run has killed it
+            raise TimeoutError(f"ffmpeg cutting {src} at {start_s:.3f}s timed out after "
+                               f"{cfg.ffmpeg_timeout_s:g} s (clips.ffmpeg_timeout_s)") from None
         if proc.returncode != 0 or not dst.exists() or dst.stat().st_size == 0:
             tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError(f"ffmpeg failed cutting {src} at {start_s:.3f}s: {' | '.join(tail)}")

@@ -69,6 +69,7 @@ class ClipConfig:
     analysis_fps: float = 2.0  # frames decoded per second of clip for motion / text / pixels
     analysis_height: int = 256  # their size (width = 2 * height)
     thumbnail_width: int = 256
+    ffmpeg_timeout_s: float = 300.0  # one clip's cut + encode; a stuck ffmpeg is killed and becomes an error row
 
 
 @dataclass
@@ -245,6 +246,8 @@ class CurateConfig:
                               f"torchvision's {self.filters.intra_frame.net} weights, or `random`)")
         if self.filters.text.device not in ("cpu", "cuda"):
             raise ConfigError(f"{where}: filters.text.device: cpu or cuda, got {self.filters.text.device!r}")
+        if not c.ffmpeg_timeout_s > 0:
+            raise ConfigError(f"{where}: clips.ffmpeg_timeout_s must be > 0, got {c.ffmpeg_timeout_s}")
         for name, st in self.ray.stages.items():
             if name not in _default_stages():
                 raise ConfigError(f"{where}: ray.stages.{name}: unknown stage "

@@ -6,7 +6,11 @@
     shards verify 'run/shards/clips-*.tar'
     shards export run/shards abc123_0004 --out clip.mp4
 
-PATH may be a shard, a directory of shards, a glob, a brace list or a remote URL (see shards.reader).
+PATH may be a shard, a directory of shards, a glob, a brace list or a remote URL (see shards.reader);
+a `pipe:CMD` URL runs CMD in a shell and is refused unless --allow-pipe is given. What is read from a
+shard is bounded (member names, types and sizes, JSON size and depth: shards.reader.ReadLimits;
+raise a size with --max-member-mb mp4=512); a member or sample outside the bounds is a problem
+line, never a crash.
 Exit codes: 0 ok, 1 problems found / key not found / no shards, 2 bad arguments or missing path.
 """
 from __future__ import annotations
@@ -23,8 +27,9 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .reader import _is_remote, _open_url, iter_samples, list_shards, parse_sample
-from .schema import MEMBERS, KEY_RE, SchemaError, validate_meta
+from .reader import (DEFAULT_LIMITS, TAR_ERRORS, ReadLimits, _is_remote, close_tar, is_pipe, iter_samples,
+                     list_shards, open_tar, parse_sample, walk_tar)
+from .schema import MEMBERS, is_key
 
 PERCENTILES = (5, 25, 50, 75, 95)
 VIEWS = (("front", 0.0), ("right", 90.0), ("back", 180.0), ("left", -90.0))
@@ -38,10 +43,10 @@ class CliError(Exception):
         self.code = code
 
 
-def _shards(paths: Sequence[str]) -> list[str]:
+def _shards(paths: Sequence[str], args=None) -> list[str]:
     try:
-        urls = list_shards(paths)
-    except FileNotFoundError as e:
+        urls = list_shards(paths, allow_pipe=bool(getattr(args, "allow_pipe", False)))
+    except (FileNotFoundError, ValueError) as e:  # ValueError: a refused pipe: URL
         raise CliError(str(e), code=2) from None
     if not urls:
         raise CliError(f"no shards (*.tar) found in {', '.join(paths)}")
@@ -60,9 +65,26 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def _limits(args) -> ReadLimits:
+    items = getattr(args, "max_member_mb", None) or []
+    sizes = {}
+    for item in items:
+        ext, eq, mb = item.partition("=")
+        try:
+            sizes[ext.strip()] = float(mb)
+        except ValueError:
+            raise CliError(f"--max-member-mb {item!r}: expected EXT=MiB, e.g. mp4=512", code=2) from None
+        if not eq or not ext.strip():
+            raise CliError(f"--max-member-mb {item!r}: expected EXT=MiB, e.g. mp4=512", code=2)
+    try:
+        return ReadLimits.from_mb(sizes) if sizes else DEFAULT_LIMITS
+    except ValueError as e:
+        raise CliError(f"--max-member-mb: {e}", code=2) from None
+
+
 def _size(url: str) -> Optional[int]:
     if _is_remote(url):
-        if url.startswith("pipe:"):
+        if is_pipe(url):
             return None
         import fsspec
 
@@ -71,55 +93,60 @@ def _size(url: str) -> Optional[int]:
     return os.path.getsize(url)
 
 
-def iter_members(url: str) -> Iterator[tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]]:
-    """(TarInfo, data) of every regular member; raises tarfile.TarError / OSError when unreadable.
+def read_shard(url: str, limits: ReadLimits = DEFAULT_LIMITS, allow_pipe: bool = False):
+    """The shard's samples as the reader sees them (`shards.reader.walk_tar`: same member-name rule,
+    same limits), as a list, and the tar error that ended the walk early (None when it reached the end).
 
-    Local shards are read with seeking and must end with the end-of-archive blocks (a shard cut
-    exactly at a member boundary would otherwise look complete).
+    Local shards must also end with the end-of-archive blocks (a shard cut exactly at a member
+    boundary would otherwise look complete).
     """
-    if _is_remote(url):
-        with _open_url(url) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in tar:
-                if info.isreg():
-                    yield info, tar.extractfile(info).read()
-        return
-    with tarfile.open(url, mode="r:") as tar:
-        for info in tar:
-            if info.isreg():
-                yield info, tar.extractfile(info).read()
-        end = tar.offset
-    with open(url, "rb") as f:
-        f.seek(end)
-        tail = f.read(2 * 512)
-    if len(tail) < 1024 or any(tail):
-        raise tarfile.ReadError("truncated: no end-of-archive marker after the last member")
+    samples, error = [], None
+    try:
+        tar = open_tar(url, allow_pipe)
+    except TAR_ERRORS as e:
+        return samples, e
+    try:
+        samples.extend(walk_tar(tar, limits))
+        if not _is_remote(url):
+            end = tar.offset
+            with open(url, "rb") as f:
+                f.seek(end)
+                tail = f.read(2 * 512)
+            if len(tail) < 1024 or any(tail):
+                raise tarfile.ReadError("truncated: no end-of-archive marker after the last member")
+    except TAR_ERRORS as e:
+        error = e
+    finally:
+        close_tar(tar)
+    return samples, error
 
 
-def _count_members(url: str) -> tuple[int, int]:
+def _count_members(url: str, allow_pipe: bool = False) -> tuple[int, int]:
     """(samples, members) of one shard, reading headers only for local files."""
     keys, members = set(), 0
     if _is_remote(url):
-        for info, _ in iter_members(url):
+        samples, error = read_shard(url, allow_pipe=allow_pipe)
+        if error is not None:
+            raise error
+        return len(samples), sum(len(s.parts) + len(s.problems) for s in samples)
+    with tarfile.open(url, mode="r:") as tar:
+        for info in tar:
             keys.add(info.name.partition(".")[0])
             members += 1
-    else:
-        with tarfile.open(url, mode="r:") as tar:
-            for info in tar:
-                keys.add(info.name.partition(".")[0])
-                members += 1
     return len(keys), members
 
 
 # ---------------------------------------------------------------------------------------- ls
 def cmd_ls(args) -> int:
-    urls = _shards(args.paths)
+    urls = _shards(args.paths, args)
     total_samples = total_bytes = 0
     rows = []
     for url in _progress(urls, "ls"):
-        size = _size(url)
         try:
-            samples, _ = _count_members(url)
-        except (tarfile.TarError, OSError) as e:
+            size = _size(url)
+            samples, _ = _count_members(url, args.allow_pipe)
+        except TAR_ERRORS as e:
+            size = None
             rows.append((url, "?", _human(size) if size is not None else "?", f"unreadable: {e}"))
             continue
         total_samples += samples
@@ -192,8 +219,8 @@ def plot_scores(values: dict[str, list], out: str) -> None:
 
 
 def cmd_stats(args) -> int:
-    urls = _shards(args.paths)
-    samples = iter_samples(urls)
+    urls = _shards(args.paths, args)
+    samples = iter_samples(urls, limits=_limits(args), allow_pipe=args.allow_pipe)
     metas = [s.meta for s in tqdm(samples, desc="stats", unit="clip", file=sys.stderr,
                                   disable=len(urls) < 2 or None, leave=False)]
     stats = collect_stats(metas)
@@ -224,11 +251,11 @@ def cmd_stats(args) -> int:
 
 
 # -------------------------------------------------------------------------------------- show
-def find_sample(paths: Sequence[str], key: str):
-    if not KEY_RE.match(key):
+def find_sample(paths: Sequence[str], key: str, args=None):
+    if not is_key(key):
         raise CliError(f"{key!r} is not a sample key ([A-Za-z0-9_-]); usage: shards show PATH… KEY", code=2)
-    urls = _shards(paths)
-    for sample in iter_samples(urls):
+    urls = _shards(paths, args)
+    for sample in iter_samples(urls, limits=_limits(args), allow_pipe=bool(getattr(args, "allow_pipe", False))):
         if sample.key == key:
             return sample
     raise CliError(f"key {key} not found in {len(urls)} shard(s) of {', '.join(paths)}")
@@ -282,13 +309,16 @@ def _split_paths_key(items: Sequence[str], command: str) -> tuple[list[str], str
 
 def cmd_show(args) -> int:
     paths, key = _split_paths_key(args.items, "show")
-    sample = find_sample(paths, key)
+    sample = find_sample(paths, key, args)
     print(f"# {sample.key} in {sample.url}")
     print(json.dumps(sample.meta, indent=2, sort_keys=True))
     print(f"# members: mp4 {len(sample.mp4)} B" + (f", jpg {len(sample.jpg)} B" if sample.jpg else ", no jpg"))
     if args.out:
         category = sample.meta.get("category") or "no category"
-        contact_sheet(sample.mp4, args.out, title=f"{sample.key} ({category})")
+        try:
+            contact_sheet(sample.mp4, args.out, title=f"{sample.key} ({category})")
+        except ValueError as e:  # an mp4 that does not decode or is over the decode budget
+            raise CliError(f"{sample.url} {sample.key}: {e}", code=2) from None
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -296,7 +326,7 @@ def cmd_show(args) -> int:
 # ------------------------------------------------------------------------------------ export
 def cmd_export(args) -> int:
     paths, key = _split_paths_key(args.items, "export")
-    sample = find_sample(paths, key)
+    sample = find_sample(paths, key, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(sample.mp4)
@@ -307,39 +337,36 @@ def cmd_export(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ verify
-def verify_shard(url: str, decode: bool = True) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """Keys of a shard and its problems (shard, key, what); checks members, JSON/schema, mp4, jpg."""
+def verify_shard(url: str, decode: bool = True, limits: ReadLimits = DEFAULT_LIMITS, allow_pipe: bool = False
+                 ) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """Keys of a shard and its problems (shard, key, what); checks members, JSON/schema, mp4, jpg.
+
+    Members are walked exactly as the reader walks them (`read_shard`): a sample the reader would
+    skip is a problem here, with the same words."""
     from .video import decode_frames, probe
 
     problems: list[tuple[str, str, str]] = []
-    members: dict[str, dict[str, bytes]] = {}
-    order: list[str] = []
-    try:
-        for info, data in iter_members(url):
-            base, _, ext = info.name.rpartition("/")[2].partition(".")
-            if base not in members:
-                members[base] = {}
-                order.append(base)
-            if ext in members[base]:
-                problems.append((url, base, f"duplicate member {ext}"))
-            members[base][ext] = data
-    except (tarfile.TarError, OSError, EOFError) as e:
-        problems.append((url, "-", f"unreadable tar: {e}"))
-    for key in order:
-        parts = members[key]
-        if not KEY_RE.match(key):
-            problems.append((url, key, "key uses characters outside [A-Za-z0-9_-]"))
-            continue
+    samples, error = read_shard(url, limits, allow_pipe)
+    if error is not None:
+        problems.append((url, "-", f"unreadable tar: {type(error).__name__}: {error}"))
+    order = []
+    for raw in samples:
+        key, parts = raw.key, raw.parts
+        order.append(key)
+        if raw.problems:
+            problems.extend((url, key, what) for what in raw.problems)
+            if not is_key(key):
+                continue
         for m in MEMBERS:
-            if m not in parts:
+            if m not in parts and not any(f"member {key}.{m} " in p for p in raw.problems):
                 problems.append((url, key, f"missing member {m}"))
         for extra in sorted(set(parts) - set(MEMBERS)):
             problems.append((url, key, f"unexpected member {extra}"))
         meta = None
         if "json" in parts:
             try:
-                meta = parse_sample({"__key__": key, "mp4": b"-", **parts}, url).meta
-            except (SchemaError, ValueError) as e:
+                meta = parse_sample({"__key__": key, "mp4": b"-", **parts}, url, limits).meta
+            except ValueError as e:
                 if "missing member" not in str(e):
                     problems.append((url, key, str(e)))
         if "mp4" in parts:
@@ -366,12 +393,13 @@ def verify_shard(url: str, decode: bool = True) -> tuple[list[str], list[tuple[s
 
 
 def cmd_verify(args) -> int:
-    urls = _shards(args.paths)
+    urls = _shards(args.paths, args)
+    limits = _limits(args)
     first_seen: dict[str, str] = {}
     problems: list[tuple[str, str, str]] = []
     samples = 0
     for url in _progress(urls, "verify"):
-        keys, found = verify_shard(url, decode=not args.quick)
+        keys, found = verify_shard(url, decode=not args.quick, limits=limits, allow_pipe=args.allow_pipe)
         problems.extend(found)
         for key in keys:
             if key in first_seen:
@@ -391,28 +419,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--allow-pipe", action="store_true",
+                        help="let pipe:CMD shard URLs run CMD in a shell (refused by default)")
+    common.add_argument("--max-member-mb", action="append", metavar="EXT=MiB",
+                        help="raise / lower the size limit of one member type (default mp4=256 jpg=16 json=1)")
 
-    p = sub.add_parser("ls", help="shards with their sample counts and sizes, and totals")
+    p = sub.add_parser("ls", parents=[common], help="shards with their sample counts and sizes, and totals")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("stats", help="clip count, hours, resolution/fps/category counts, score distributions")
+    p = sub.add_parser("stats", parents=[common], help="clip count, hours, resolution/fps/category counts, score distributions")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write histograms of every score")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("show", help="metadata of one sample; --out writes a contact sheet PNG")
+    p = sub.add_parser("show", parents=[common], help="metadata of one sample; --out writes a contact sheet PNG")
     p.add_argument("items", nargs="+", metavar="PATH… KEY")
     p.add_argument("--out", metavar="FILE.png", help="contact sheet: frames over time + 4 unwrapped views")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("verify", help="check every shard, sample, member, mp4 and json; one line per problem")
+    p = sub.add_parser("verify", parents=[common], help="check every shard, sample, member, mp4 and json; one line per problem")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--quick", action="store_true", help="probe mp4 headers instead of decoding every frame")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("export", help="write one sample's mp4 (and --json metadata) to files")
+    p = sub.add_parser("export", parents=[common], help="write one sample's mp4 (and --json metadata) to files")
     p.add_argument("items", nargs="+", metavar="PATH… KEY")
     p.add_argument("--out", required=True, metavar="FILE.mp4")
     p.add_argument("--json", metavar="FILE.json", help="also write the metadata")
@@ -429,6 +462,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return e.code
     except BrokenPipeError:  # `shards ls … | head`
         return 0
+    except (ValueError, OSError) as e:  # anything else about the input: one line, no traceback
+        print(f"shards {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

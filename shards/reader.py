@@ -1,34 +1,81 @@
-"""Stream samples out of clip shards, built on webdataset's tar iterators.
+"""Stream samples out of clip shards (WebDataset tar format: `KEY.mp4`, `KEY.json`, `KEY.jpg`).
 
-`urls` may mix local files, directories (their `*.tar`), globs, brace lists (`clips-{000000..000009}.tar`),
-`pipe:` commands and fsspec URLs (`s3://…`, `gs://…`, `file://…`). Partial shards (`*.tar.tmp`)
-are never read. Shards are split by rank (torch.distributed / DeepSpeed, or explicit rank and
-world_size) and then by DataLoader worker, so each sample goes to exactly one consumer when there
-are at least ranks × workers shards. A bad sample (missing member, bad JSON, wrong schema) or an
-unreadable shard is skipped and counted in `stats`; strict=True raises instead.
+`urls` may mix local files, directories (their `*.tar`), globs, brace lists (`clips-{000000..000009}.tar`)
+and fsspec URLs (`s3://…`, `gs://…`, `file://…`). `pipe:CMD` URLs run CMD in a shell, so they are
+refused unless the caller opts in (`allow_pipe=True`; `data.allow_pipe: true` in a train config,
+`--allow-pipe` on the CLIs). Partial shards (`*.tar.tmp`) are never read. Shards are split by rank
+(torch.distributed / DeepSpeed, or explicit rank and world_size) and then by DataLoader worker, so
+each sample goes to exactly one consumer when there are at least ranks × workers shards.
+
+Shards may come from anyone, so every member header is checked before its data is read
+(`ReadLimits`): the name must be `KEY.EXT` (`shards.schema.split_member_name`, the same rule as
+`shards verify`), the member a plain regular file (no sparse, link, device or directory members),
+its size under the limit for its extension; the JSON is size- and depth-bounded and its numbers
+finite and in range. webdataset's own tar expander reads every member whole, with no limit (a
+10 KB tar with a sparse member declaring 1 TB is a MemoryError), so the tar is walked here with
+`tarfile`, one member at a time. A bad sample (bad member, missing member, bad JSON, wrong schema)
+or an unreadable shard is skipped and counted in `stats`; strict=True raises instead.
 """
 from __future__ import annotations
 
 import glob as globlib
-import json
 import os
 import random
 import re
+import sys
 import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import braceexpand
 
-from .schema import SchemaError, check_key, validate_meta
+from .schema import (MAX_JSON_BYTES, MAX_JSON_DEPTH, SchemaError, check_key, loads_bounded, split_member_name,
+                     validate_meta)
 
+REMOTE_TIMEOUT_S = 60.0  # connect / read timeout of one remote request (http, https)
 REQUIRED_MEMBERS = ("mp4", "json")  # jpg is a convenience: its absence does not make a sample bad
+# what a tar error looks like while walking a shard (truncated data, bad headers, I/O)
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, OverflowError, TimeoutError)
 
 
-class ShardReadError(RuntimeError):
-    """A bad sample or shard met in strict mode."""
+class ShardReadError(ValueError, RuntimeError):
+    """A bad sample or shard met in strict mode (a ValueError: bad input, said in one line)."""
+
+
+class PipeRefused(ValueError):
+    """A `pipe:` URL (it runs a shell command) given without the explicit opt-in."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What the reader accepts from a shard: bytes per member by extension, JSON size and depth."""
+
+    member_bytes: Mapping[str, int] = field(default_factory=lambda: {
+        "mp4": 256 * 2**20,   # a 10-s 1024×512 clip is a few MB; 4K clips stay far below this
+        "jpg": 16 * 2**20,
+        "json": MAX_JSON_BYTES,
+    })
+    other_bytes: int = 16 * 2**20  # any other extension
+    json_depth: int = MAX_JSON_DEPTH
+    remote_timeout_s: float = REMOTE_TIMEOUT_S  # one remote request (http/https) that hangs longer fails
+
+    @classmethod
+    def from_mb(cls, member_mb: Mapping[str, float] | None = None, **kw) -> "ReadLimits":
+        """Limits with some extensions overridden, in MiB (configs: `data.max_member_mb: {mp4: 512}`)."""
+        sizes = dict(cls().member_bytes)
+        for ext, mb in (member_mb or {}).items():
+            if not isinstance(mb, (int, float)) or isinstance(mb, bool) or not 0 < mb < 2**20:
+                raise ValueError(f"max_member_mb.{ext}: expected a size in MiB in (0, 2^20), got {mb!r}")
+            sizes[str(ext).lower()] = int(mb * 2**20)
+        return cls(member_bytes=sizes, **kw)
+
+    def for_ext(self, ext: str) -> int:
+        return int(self.member_bytes.get(ext, self.other_bytes))
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 @dataclass(frozen=True)
@@ -54,22 +101,36 @@ class ReadStats:
         self.problems.append((shard, key, what))
 
 
+def is_pipe(url: str) -> bool:
+    """A URL that webdataset would run as a shell command (`pipe:CMD`, any case, leading spaces)."""
+    return str(url).lstrip().lower().startswith("pipe:")
+
+
+def check_pipe(url: str, allow_pipe: bool) -> None:
+    if is_pipe(url) and not allow_pipe:
+        raise PipeRefused(f"{url}: a pipe: URL runs a shell command; refused unless you opt in "
+                          f"(data.allow_pipe: true in a config, --allow-pipe on the command line)")
+
+
 def _is_remote(url: str) -> bool:
-    return url.startswith("pipe:") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) is not None
+    return is_pipe(url) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) is not None
 
 
-def list_shards(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+def list_shards(paths: str | os.PathLike | Sequence[str | os.PathLike], allow_pipe: bool = False) -> list[str]:
     """Expand paths (files, directories, globs, brace lists, remote URLs) into shard URLs.
 
     Directories give their `*.tar` files, sorted; `.tmp` files are never listed. A local path
-    that matches nothing raises FileNotFoundError naming it.
+    that matches nothing raises FileNotFoundError naming it; a `pipe:` URL raises PipeRefused
+    (a ValueError) unless allow_pipe.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     urls: list[str] = []
     for raw in paths:
+        check_pipe(str(raw), allow_pipe)
         for path in braceexpand.braceexpand(str(raw)):
-            if path.startswith("pipe:"):
+            check_pipe(path, allow_pipe)
+            if is_pipe(path):
                 urls.append(path)
             elif _is_remote(path):
                 urls.extend(_list_remote(path))
@@ -90,10 +151,23 @@ def list_shards(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
     return [u for u in urls if not (u in seen or seen.add(u))]
 
 
+def remote_options(url: str, timeout_s: float = REMOTE_TIMEOUT_S) -> dict:
+    """fsspec storage options that bound how long one request may hang (http/https: aiohttp
+    timeouts; other backends keep their own defaults)."""
+    if url.split("://", 1)[0].lower() in ("http", "https"):
+        import aiohttp
+
+        return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(
+            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)}}
+    return {}
+
+
 def _list_remote(url: str) -> list[str]:
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(url)
+    if url.endswith(".tar"):  # one shard: nothing to list (and no request that could hang)
+        return [url]
+    fs, path = fsspec.core.url_to_fs(url, **remote_options(url))
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     unstrip = (lambda p: p) if protocol == "file" else (lambda p: f"{protocol}://{p}")
     if any(c in path for c in "*?["):
@@ -105,20 +179,100 @@ def _list_remote(url: str) -> list[str]:
     return [unstrip(p) for p in found if p.endswith(".tar")]
 
 
-def _open_url(url: str):
-    if url.startswith("pipe:"):
+def _open_url(url: str, allow_pipe: bool = False, timeout_s: float = REMOTE_TIMEOUT_S):
+    check_pipe(url, allow_pipe)
+    if is_pipe(url):
         from webdataset.gopen import gopen
 
-        return gopen(url, "rb")
+        return gopen(url.lstrip(), "rb")
     if _is_remote(url):
         import fsspec
 
-        return fsspec.open(url, "rb").open()
+        return fsspec.open(url, "rb", **remote_options(url, timeout_s)).open()
     return open(url, "rb")
+
+
+# ------------------------------------------------------------------------------- bounded tar walk
+@dataclass
+class RawSample:
+    """The members of one key as found in a shard, or why they cannot make a sample."""
+
+    key: str
+    parts: dict[str, bytes] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _member_problem(info: tarfile.TarInfo, limits: ReadLimits) -> tuple[str, str, Optional[str]]:
+    """(key, ext, problem) of a member header; problem None when its data may be read."""
+    try:
+        key, ext = split_member_name(info.name)
+    except ValueError as e:
+        return repr(info.name), "", str(e)
+    if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
+        return key, ext, f"member {info.name} is a sparse file (declares {info.size} bytes): not allowed"
+    if not info.isreg():
+        return key, ext, f"member {info.name} is not a regular file (tar type {info.type!r})"
+    limit = limits.for_ext(ext)
+    if info.size > limit:
+        return key, ext, f"member {info.name} is {info.size} bytes, over the {ext} limit of {limit} bytes"
+    return key, ext, None
+
+
+def walk_tar(tar: tarfile.TarFile, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[RawSample]:
+    """The samples of an open tar, grouping consecutive members by key (as webdataset does); the
+    data of a member is read only after its header passed `_member_problem`. Tar errors propagate."""
+    current: Optional[RawSample] = None
+    while True:
+        info = tar.next()
+        tar.members.clear()  # a streamed TarFile would otherwise keep every header it has seen
+        if info is None:
+            break
+        key, ext, problem = _member_problem(info, limits)
+        if current is not None and key != current.key:
+            yield current
+            current = None
+        if current is None:
+            current = RawSample(key)
+        if problem is not None:
+            current.problems.append(problem)
+        elif ext in current.parts:
+            current.problems.append(f"duplicate member {ext}")
+        else:
+            data = tar.extractfile(info).read()
+            if len(data) != info.size:
+                raise tarfile.ReadError(f"member {info.name}: {len(data)} of {info.size} bytes (truncated)")
+            current.parts[ext] = data
+    if current is not None:
+        yield current
+
+
+def open_tar(url: str, allow_pipe: bool = False, timeout_s: float = REMOTE_TIMEOUT_S) -> tarfile.TarFile:
+    """A TarFile over a shard: seekable for local files, streamed for remote ones (uncompressed tar only)."""
+    if _is_remote(url):
+        stream = _open_url(url, allow_pipe, timeout_s)
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")
+        except BaseException:
+            stream.close()
+            raise
+        tar._argus_stream = stream  # closed with the tar (close_tar)
+        return tar
+    return tarfile.open(url, mode="r:")
+
+
+def close_tar(tar: tarfile.TarFile) -> None:
+    try:
+        tar.close()
+    finally:
+        stream = getattr(tar, "_argus_stream", None)
+        if stream is not None:
+            stream.close()
 
 
 def distributed_rank() -> tuple[int, int]:
     """(rank, world_size) from torch.distributed when initialised, else from RANK/WORLD_SIZE, else (0, 1)."""
+    if "torch" not in sys.modules:  # nothing can have initialised it (and importing torch costs seconds)
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     try:
         import torch.distributed as dist
 
@@ -131,6 +285,8 @@ def distributed_rank() -> tuple[int, int]:
 
 def worker_rank() -> tuple[int, int]:
     """(worker id, number of workers) inside a torch DataLoader worker, else (0, 1)."""
+    if "torch" not in sys.modules:  # not inside a DataLoader worker
+        return 0, 1
     try:
         from torch.utils.data import get_worker_info
     except ImportError:
@@ -149,8 +305,9 @@ def split_shards(urls: Sequence[str], rank: int, world_size: int, worker: int = 
     return list(urls)[rank::world_size][worker::num_workers]
 
 
-def parse_sample(raw: dict, url: str) -> Sample:
-    """A webdataset sample dict → Sample, or SchemaError / ValueError saying what is wrong."""
+def parse_sample(raw: dict, url: str, limits: ReadLimits = DEFAULT_LIMITS) -> Sample:
+    """A sample dict (`__key__` and members by extension) → Sample, or SchemaError / ValueError saying
+    what is wrong."""
     key = raw.get("__key__", "?")
     check_key(key)
     missing = [m for m in REQUIRED_MEMBERS if m not in raw]
@@ -158,10 +315,7 @@ def parse_sample(raw: dict, url: str) -> Sample:
         raise ValueError(f"missing member(s): {', '.join(missing)}")
     if len(raw["mp4"]) == 0:
         raise ValueError("empty mp4 member")
-    try:
-        obj = json.loads(raw["json"])
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SchemaError(f"json is not valid JSON ({e})") from None
+    obj = loads_bounded(raw["json"], "json", max_bytes=limits.for_ext("json"), max_depth=limits.json_depth)
     clip = validate_meta(obj, where="json")
     if clip.key != key:
         raise SchemaError(f"json describes {clip.key!r}, not the sample key")
@@ -176,8 +330,10 @@ class ShardSamples:
 
     def __init__(self, urls, shuffle: int = 0, split_by_node: bool = False,
                  split_by_worker: bool = False, strict: bool = False, seed: int = 0,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
-        self.urls = list_shards(urls)
+                 rank: Optional[int] = None, world_size: Optional[int] = None,
+                 limits: ReadLimits = DEFAULT_LIMITS, allow_pipe: bool = False):
+        self.urls = list_shards(urls, allow_pipe=allow_pipe)
+        self.limits, self.allow_pipe = limits, allow_pipe
         self.shuffle, self.strict, self.seed = int(shuffle), strict, seed
         self.split_by_node, self.split_by_worker = split_by_node, split_by_worker
         self.rank, self.world_size = rank, world_size
@@ -214,41 +370,29 @@ class ShardSamples:
         self.stats.add_problem(shard, key, what)
 
     def _samples(self, shards: list[str]) -> Iterator[Sample]:
-        from webdataset import tariterators  # imported here: it imports torch, slow for the CLI
-
-        current = {"url": None}
-
-        def opened() -> Iterator[dict]:
-            for url in shards:
-                current["url"] = url
-                try:
-                    stream = _open_url(url)
-                except OSError as e:
-                    self._problem(url, "-", f"cannot open: {e}")
-                    continue
-                self.stats.shards += 1
-                try:
-                    yield dict(url=url, stream=stream)
-                finally:  # webdataset reads a shard to its end before asking for the next
-                    stream.close()
-
-        def on_error(exn: Exception) -> bool:
-            # exceptions from inside webdataset: an unreadable / truncated tar, duplicate members
-            what = str(exn.args[0]) if exn.args else repr(exn)
-            what = what.split(" @ ")[0]
-            self._problem(current["url"] or "?", "-", f"unreadable tar: {type(exn).__name__}: {what}")
-            return True
-
-        files = tariterators.tar_file_expander(opened(), handler=on_error)
-        for raw in tariterators.group_by_keys(files, handler=on_error):
-            url = raw.get("__url__", current["url"])
+        for url in shards:
             try:
-                sample = parse_sample(raw, url)
-            except ValueError as e:
-                self._problem(url, str(raw.get("__key__", "?")), str(e))
+                tar = open_tar(url, self.allow_pipe, self.limits.remote_timeout_s)
+            except TAR_ERRORS as e:
+                self._problem(url, "-", f"cannot open: {type(e).__name__}: {e}")
                 continue
-            self.stats.samples += 1
-            yield sample
+            self.stats.shards += 1
+            try:
+                for raw in walk_tar(tar, self.limits):
+                    if raw.problems:
+                        self._problem(url, raw.key, "; ".join(raw.problems))
+                        continue
+                    try:
+                        sample = parse_sample({"__key__": raw.key, **raw.parts}, url, self.limits)
+                    except ValueError as e:
+                        self._problem(url, raw.key, str(e))
+                        continue
+                    self.stats.samples += 1
+                    yield sample
+            except TAR_ERRORS as e:  # truncated / corrupt tar: the rest of this shard is lost
+                self._problem(url, "-", f"unreadable tar: {type(e).__name__}: {e}")
+            finally:
+                close_tar(tar)
 
 
 def _shuffled(samples: Iterable[Sample], bufsize: int, rng: random.Random) -> Iterator[Sample]:
@@ -267,15 +411,17 @@ def _shuffled(samples: Iterable[Sample], bufsize: int, rng: random.Random) -> It
 
 def iter_samples(urls, shuffle: int = 0, split_by_node: bool = False, split_by_worker: bool = False,
                  strict: bool = False, seed: int = 0, rank: Optional[int] = None,
-                 world_size: Optional[int] = None) -> ShardSamples:
+                 world_size: Optional[int] = None, limits: ReadLimits = DEFAULT_LIMITS,
+                 allow_pipe: bool = False) -> ShardSamples:
     """Samples of the shards at `urls` (see module doc); `.stats` on the result counts what was skipped.
 
     shuffle=N shuffles shard order and keeps an N-sample shuffle buffer. rank/world_size given
-    explicitly override split_by_node's torch.distributed lookup.
+    explicitly override split_by_node's torch.distributed lookup. `limits` bounds what is read
+    (ReadLimits); `allow_pipe` lets `pipe:` URLs run their shell command.
     """
     return ShardSamples(urls, shuffle=shuffle, split_by_node=split_by_node,
                         split_by_worker=split_by_worker, strict=strict, seed=seed,
-                        rank=rank, world_size=world_size)
+                        rank=rank, world_size=world_size, limits=limits, allow_pipe=allow_pipe)
 
 
 def shard_keys(url: str) -> list[str]:
@@ -283,8 +429,12 @@ def shard_keys(url: str) -> list[str]:
     members: dict[str, set[str]] = {}
     with tarfile.open(url, mode="r:") as tar:
         for info in tar:
-            base, _, ext = info.name.rpartition("/")[2].partition(".")
-            members.setdefault(base, set()).add(ext.lower())
+            try:
+                base, ext = split_member_name(info.name)
+            except ValueError:
+                continue  # the reader skips it too
+            if info.isreg() and not info.issparse():
+                members.setdefault(base, set()).add(ext)
     return [k for k, exts in members.items() if all(m in exts for m in REQUIRED_MEMBERS)]
 
 

@@ -15,9 +15,20 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = 1
-KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# a sample key, always used with fullmatch (`$` with `.match` would accept a trailing newline)
+KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+KEY_MAX_CHARS = 200
+EXT_RE = re.compile(r"[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)*")
 # members of one sample in a shard, and which of them must be present
 MEMBERS = ("mp4", "json", "jpg")
+# metadata bounds: generous for any real clip, tight enough that arithmetic on them stays finite
+MAX_FPS = 1000.0
+MIN_FPS = 0.1
+MAX_SECONDS = 10.0 * 24 * 3600  # a clip start/end within ten days of video
+MAX_FRAMES = 10_000_000
+MAX_SIDE = 65536
+MAX_JSON_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
 
 
 class SchemaError(ValueError):
@@ -33,10 +44,57 @@ def clip_key(video_id: str, clip_index: int) -> str:
     return key
 
 
+def is_key(key: object) -> bool:
+    """The one definition of a valid sample key: 1–200 characters of [A-Za-z0-9_-], nothing else."""
+    return isinstance(key, str) and len(key) <= KEY_MAX_CHARS and KEY_RE.fullmatch(key) is not None
+
+
 def check_key(key: str) -> str:
-    if not isinstance(key, str) or not KEY_RE.match(key):
-        raise ValueError(f"sample key {key!r} must be non-empty and use only [A-Za-z0-9_-]")
+    if not is_key(key):
+        raise ValueError(f"sample key {key!r} must be 1-{KEY_MAX_CHARS} characters of [A-Za-z0-9_-] only")
     return key
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """A tar member name → (key, extension), or ValueError: the one definition of a valid member name,
+    shared by the reader and `shards verify`. A member is `KEY.EXT` at the top level of the tar: no
+    directory part (so no `../` traversal and no absolute path), a valid key, an extension of
+    [A-Za-z0-9] parts (lower-cased)."""
+    if not isinstance(name, str) or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueError(f"member name {name!r}: must be KEY.EXT at the top level (no directories)")
+    key, dot, ext = name.partition(".")
+    if not dot or EXT_RE.fullmatch(ext) is None:
+        raise ValueError(f"member name {name!r}: must be KEY.EXT with an extension of [A-Za-z0-9.]")
+    if not is_key(key):
+        raise ValueError(f"member name {name!r}: key must be 1-{KEY_MAX_CHARS} characters of [A-Za-z0-9_-]")
+    return key, ext.lower()
+
+
+def loads_bounded(data: bytes | str, where: str = "json", max_bytes: int = MAX_JSON_BYTES,
+                  max_depth: int = MAX_JSON_DEPTH):
+    """json.loads with the size and nesting depth bounded: ValueError naming `where` otherwise.
+
+    Python's parser recurses per nesting level (a deeply nested document raises RecursionError,
+    not ValueError), and code downstream (validation, json.dumps) recurses too: the depth is
+    checked after parsing with an explicit stack, and a RecursionError becomes a ValueError.
+    """
+    size = len(data)
+    if size > max_bytes:
+        raise ValueError(f"{where}: JSON of {size} bytes is over the limit of {max_bytes} bytes")
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply (limit {max_depth} levels)") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{where}: not valid JSON ({e})") from None
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > max_depth:
+                raise ValueError(f"{where}: JSON nested deeper than {max_depth} levels")
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return obj
 
 
 class ClipMeta(BaseModel):
@@ -45,20 +103,28 @@ class ClipMeta(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     schema_version: int = SCHEMA_VERSION
-    video_id: str = Field(pattern=KEY_RE.pattern, description="source video id, e.g. the YouTube id")
-    clip_index: int = Field(ge=0, description="index of the clip within its source video")
-    source: str = Field(min_length=1, description="where the video came from (URL or path)")
-    start_s: float = Field(ge=0, description="clip start in the source video, seconds")
-    end_s: float = Field(gt=0, description="clip end in the source video, seconds")
-    fps: float = Field(gt=0)
-    num_frames: int = Field(gt=0)
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    category: Optional[str] = None
-    likes: Optional[int] = Field(default=None, ge=0)
+    video_id: str = Field(description="source video id, e.g. the YouTube id ([A-Za-z0-9_-])")
+    clip_index: int = Field(ge=0, lt=10**8, description="index of the clip within its source video")
+    source: str = Field(min_length=1, max_length=4096, description="where the video came from (URL or path)")
+    start_s: float = Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+                           description="clip start in the source video, seconds")
+    end_s: float = Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False, description="clip end in the source video, seconds")
+    fps: float = Field(ge=MIN_FPS, le=MAX_FPS, allow_inf_nan=False)
+    num_frames: int = Field(gt=0, le=MAX_FRAMES)
+    width: int = Field(gt=0, le=MAX_SIDE)
+    height: int = Field(gt=0, le=MAX_SIDE)
+    category: Optional[str] = Field(default=None, max_length=1000)
+    likes: Optional[int] = Field(default=None, ge=0, lt=2**63)
     scores: dict[str, Optional[float]] = Field(default_factory=dict,
                                                description="every filter score; null = not computed")
     config_hash: str = Field(min_length=1, description="hash of the curation config that wrote it")
+
+    @field_validator("video_id")
+    @classmethod
+    def _video_id(cls, v: str) -> str:
+        if not is_key(v):
+            raise ValueError(f"must be 1-{KEY_MAX_CHARS} characters of [A-Za-z0-9_-], got {v!r}")
+        return v
 
     @field_validator("schema_version")
     @classmethod
@@ -109,9 +175,9 @@ class ClipMeta(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "json") -> "ClipMeta":
         try:
-            obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise SchemaError(f"{where}: not valid JSON ({e})") from e
+            obj = loads_bounded(data, where)
+        except ValueError as e:
+            raise SchemaError(str(e)) from None
         return validate_meta(obj, where)
 
 

@@ -4,6 +4,12 @@ Encoding and decoding go through PyAV (libav in-process, no subprocess per clip)
 *binary* is only needed by code that cuts clips with `ffmpeg-python`; `ffmpeg_exe()` finds it.
 
 `src` arguments are a path (str / PathLike) or the mp4 bytes themselves (as stored in a shard).
+
+Decoding is budgeted, because videos come from anyone (a 200 KB file can declare 8192×8192 frames):
+`decode_frames` refuses a source frame over `max_frame_pixels` (read from the header, before anything
+is decoded) and an output over `max_video_pixels` in all (frames × output size), raising
+`DecodeBudgetError` (a ValueError) that names the size and the limit. Frames are converted (and
+resized, with `size=`) one at a time as they are decoded; only the output size is ever held.
 """
 from __future__ import annotations
 
@@ -21,6 +27,38 @@ import av
 import numpy as np
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+MAX_FRAME_PIXELS = 8192 * 4096   # one source frame (8K equirect); 4K phone video is 3840×2160
+MAX_VIDEO_PIXELS = 2**28         # all decoded output frames together: 268 M pixels = 805 MB as RGB uint8
+
+
+class DecodeBudgetError(ValueError):
+    """A video that would decode to more pixels than allowed (per frame or in all)."""
+
+
+def check_frame_budget(width: int, height: int, max_frame_pixels: int | None, name: str = "video") -> None:
+    if max_frame_pixels is not None and width * height > max_frame_pixels:
+        raise DecodeBudgetError(
+            f"{name}: frames are {width}×{height} = {width * height} pixels, over the limit of "
+            f"{max_frame_pixels} pixels per frame (max_frame_pixels / --max-frame-pixels)")
+
+
+def check_video_budget(count: int, width: int, height: int, max_video_pixels: int | None,
+                       name: str = "video") -> None:
+    if max_video_pixels is not None and count * width * height > max_video_pixels:
+        raise DecodeBudgetError(
+            f"{name}: {count} frames of {width}×{height} = {count * width * height} pixels, over the limit "
+            f"of {max_video_pixels} pixels per video (max_video_pixels / --max-video-pixels; "
+            f"sample fewer frames or a lower resolution)")
+
+
+def fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """(w, h) with the aspect kept, both even, the longer side at most `max_side`; None when the
+    frame already fits (decode at the source size)."""
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    scale = max_side / max(width, height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 def ffmpeg_exe() -> str:
@@ -136,8 +174,10 @@ def sample_indices(num_available: int, src_fps: float, fps: float | None = None,
     if count <= 0:
         raise ValueError(f"{name}: num_frames must be > 0, got {num_frames}")
     if count > available:
-        raise ValueError(f"{name}: asked for {count} frames at {fps or src_fps:g} fps but the video "
-                         f"has {num_available} frames at {src_fps:g} fps ({available} samples)")
+        need_s = (count - 1) / float(fps or src_fps)
+        raise ValueError(f"{name}: asked for {count} frames at {fps or src_fps:g} fps (a span of {need_s:.2f} s) "
+                         f"but the video has {num_available} frames at {src_fps:g} fps "
+                         f"({num_available / src_fps:.2f} s, {available} samples)")
     return np.floor(np.arange(count) * step + 1e-6).astype(np.int64)
 
 
@@ -149,12 +189,16 @@ def _to_rgb(frame, size):
 
 
 def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: float | None = None,
-                  num_frames: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+                  num_frames: int | None = None, size: tuple[int, int] | None = None,
+                  max_frame_pixels: int | None = MAX_FRAME_PIXELS,
+                  max_video_pixels: int | None = MAX_VIDEO_PIXELS) -> np.ndarray:
     """Decode only the frames asked for, as (T, H, W, 3) uint8 RGB.
 
     indices: frame indices (any order, repeats allowed); or fps / num_frames (see `sample_indices`);
-    or neither for every frame. size=(w, h) resizes in PyAV's reformat (area interpolation).
-    Seeks to the keyframe before a wanted frame only when that skips frames we would decode anyway.
+    or neither for every frame. size=(w, h) resizes in PyAV's reformat (area interpolation), frame
+    by frame as decoded. Seeks to the keyframe before a wanted frame only when that skips frames we
+    would decode anyway. The budget (module doc) is checked before decoding when the frame count is
+    known, else as frames arrive; None turns a limit off.
     """
     name = describe_source(src)
     if indices is not None and (fps is not None or num_frames is not None):
@@ -163,10 +207,25 @@ def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: f
         raise ValueError(f"{name}: size must be (width, height) > 0, got {size}")
     with _open(src) as container:
         stream = _video_stream(container, name)
+        src_w, src_h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+        check_frame_budget(src_w, src_h, max_frame_pixels, name)
+        out_w, out_h = (int(size[0]), int(size[1])) if size is not None else (src_w, src_h)
         stream.thread_type = "AUTO"
         src_fps = _stream_fps(stream, name)
+
+        def rgb(frame) -> np.ndarray:
+            # the header may lie, or the size change mid-stream: check what the decoder gave
+            check_frame_budget(frame.width, frame.height, max_frame_pixels, name)
+            return _to_rgb(frame, size)
+
         if indices is None and fps is None and num_frames is None:
-            frames = [_to_rgb(f, size) for f in container.decode(stream)]
+            frames, held = [], 0
+            for f in container.decode(stream):
+                frames.append(rgb(f))
+                held += frames[-1].shape[0] * frames[-1].shape[1]
+                if max_video_pixels is not None and held > max_video_pixels:
+                    check_video_budget(len(frames), frames[-1].shape[1], frames[-1].shape[0],
+                                       max_video_pixels, f"{name} (stopped while decoding)")
             if not frames:
                 raise ValueError(f"{name}: no frames could be decoded")
             return np.stack(frames)
@@ -186,6 +245,7 @@ def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: f
             bad = wanted[(wanted < 0) | (wanted >= total)]
             if bad.size:
                 raise ValueError(f"{name}: frame indices {bad[:5].tolist()} out of range [0, {total})")
+        check_video_budget(len(wanted), out_w, out_h, max_video_pixels, name)
         unique = sorted(set(wanted.tolist()))
         got: dict[int, np.ndarray] = {}
 
@@ -194,7 +254,7 @@ def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: f
             wanted_set = set(unique)
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted_set:
-                    got[i] = _to_rgb(frame, size)
+                    got[i] = rgb(frame)
                 if len(got) == len(unique):
                     break
         else:
@@ -214,7 +274,7 @@ def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: f
                         continue
                     position = i + 1
                     if i == target:
-                        got[i] = _to_rgb(frame, size)
+                        got[i] = rgb(frame)
                         break
                     if i > target:  # overshot (seek landed late): cannot happen with backward seek
                         break

@@ -89,7 +89,9 @@ def test_brace_and_pipe_urls(tmp_path, write_shards):
     braces = str(tmp_path / "clips-{000000..000001}.tar")
     assert len(list_shards(braces)) == 2
     pipe = f"pipe:cat {tmp_path / 'clips-000001.tar'}"
-    assert [s.key for s in iter_samples([pipe])] == ["vid_0002", "vid_0003"]
+    with pytest.raises(ValueError, match="pipe: URL runs a shell command; refused"):
+        iter_samples([pipe])  # a shell command from data needs the explicit opt-in
+    assert [s.key for s in iter_samples([pipe], allow_pipe=True)] == ["vid_0002", "vid_0003"]
     assert [s.key for s in iter_samples(f"file://{tmp_path}/clips-000000.tar")] == ["vid_0000", "vid_0001"]
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         list_shards(tmp_path / "nothing-here")
