@@ -25,6 +25,7 @@ class ModelConfig:
     unet: str | None = None  # a saved UNet to start from (stage 2 ← stage 1's run_dir/unet)
     tiny_block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
     tiny_cross_attention_dim: int = 32
+    tiny_vae_block_out_channels: list[int] = field(default_factory=lambda: [32, 32])  # 2 blocks: ×2 downsampling
     gradient_checkpointing: bool = True
 
 
