@@ -4,7 +4,7 @@
     python -m model.demo evaluate --config configs/train/demo.yaml --protocol out/demo/eval/protocol \
         --train-shards out/demo/curate/shards --trained out/demo/train --untrained out/demo/svd \
         --out out/demo/eval [--steps 10]
-    python -m model.demo preview  --generated out/demo/generate --gt out/demo/heldout/equirect_000.mp4 \
+    python -m model.demo preview  --generated out/demo/generate --gt out/demo/generate/clip/gt/NAME.mp4 \
         --out out/demo/generate/demo.png
 
 `heldout`: the valid videos of a synthetic corpus made with another seed (scenes training never
@@ -221,10 +221,8 @@ def preview_image(pers: np.ndarray, condition: np.ndarray, panorama: np.ndarray,
 
 
 def preview(generated: Path, gt_video: Path, out: Path, rows: int = 4) -> dict:
-    """The demo preview of a `model.generate` output directory against the equirect it was rendered from.
-
-    The input must have been rendered with its first frame at yaw = pitch = roll = 0 (so the
-    first-frame-aligned panorama and the equirect share a frame), as `make demo` does."""
+    """The demo preview of a `model.generate` output directory against its ground truth: a
+    `model.protocol` gt video, in the frame of the poses the generation was given (`--poses`)."""
     import cv2
 
     from model.data import resize_frames
@@ -268,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--guidance", default="1,1", help="guidance MIN,MAX of generation")
     v = sub.add_parser("preview", help="input | condition | generated | ground truth, upscaled, with PSNRs")
     v.add_argument("--generated", required=True, help="a model.generate output directory")
-    v.add_argument("--gt", required=True, help="the equirect video the input was rendered from")
+    v.add_argument("--gt", required=True, help="ground-truth equirect video in the poses' frame (model.protocol gt/)")
     v.add_argument("--out", required=True, help="PNG to write")
     v.add_argument("--rows", type=int, default=4)
     args = p.parse_args(argv)

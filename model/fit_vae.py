@@ -171,7 +171,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="train config: its data: size / frames and model: tiny sizes")
     p.add_argument("--shards", nargs="+", required=True, help="training shards: files, directories or globs")
     p.add_argument("--out", required=True, help="SVD directory to write (diffusers layout)")
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
+    p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy machine)")
