@@ -29,6 +29,7 @@ class ModelConfig:
     temporal_checkpointing: bool = True  # also the temporal transformer blocks (with gradient_checkpointing)
     variant: str = "auto"  # weight files: auto (what the directory holds), fp16 (*.fp16.*) or none
     vae_chunk: int = 4  # frames per VAE encoder call (its activations at 512×1024 are ~0.5 GiB a frame)
+    tiny_vae_block_out_channels: list[int] = field(default_factory=lambda: [32, 32])  # 2 blocks: ×2 downsampling
 
 
 @dataclass

@@ -16,6 +16,9 @@ One pair from one clip (`make_pair`, paper §3.2–3.3):
 6. Context-aware mode with probability `context_prob`: the first S = `context_frames` canvases are
    the full target frames (mask all ones), as when a long video is generated in windows that reuse
    the last S generated frames (§3.3 "Long Video Generation").
+7. Optional colour gains (`colour_gain` > 0, not in the paper): one random gain per RGB channel on
+   target, canvas and perspective frames alike. For tiny corpora (the CPU demo trains on three
+   scenes): colours then have to be read from what the input shows instead of memorised per scene.
 
 How the yaw offset φ0 and the circular shift interact. Both are rotations about the vertical
 axis, but they do different jobs. The shift s moves the *content*: the target is the clip rolled
@@ -84,6 +87,7 @@ class PairConfig:
     context_frames: int = 5       # S: fully visible first frames in context-aware mode (paper)
     context_prob: float = 0.0     # stage 1: 0; stage 2 alternates standard / context-aware: 0.5
     circular_shift: bool = True   # random horizontal roll of the panorama (paper §3.2)
+    colour_gain: float = 0.0      # per-channel gains from [1 − g, 1 + g] on the whole pair (0 = off)
     shuffle_buffer: int = 64      # samples (mp4 bytes, before decoding) held for shuffling
     weight_kind: str = "paper"    # latitude weight: "paper" λ(h) or "authors" (model.edm)
     weight_delta: float = 0.01
@@ -110,6 +114,8 @@ class PairConfig:
         if self.context_frames < 0 or (self.context_prob > 0 and self.context_frames > self.num_frames):
             problems.append(f"context_frames must be in [0, num_frames={self.num_frames}], "
                             f"got {self.context_frames}")
+        if not 0.0 <= self.colour_gain < 1.0:
+            problems.append(f"colour_gain must be in [0, 1), got {self.colour_gain}")
         if not 0.0 <= self.context_prob <= 1.0:
             problems.append(f"context_prob must be in [0, 1], got {self.context_prob}")
         if self.shuffle_buffer < 1:
@@ -267,6 +273,12 @@ def view_aligned_condition(target: np.ndarray, yaw: np.ndarray, pitch: np.ndarra
     return pers, condition, mask
 
 
+def scale_colours(frames: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """uint8 frames × per-channel gains (a copy). Linear, so it commutes with the projections'
+    bilinear resampling, and black stays black: a canvas keeps its mask."""
+    return np.clip(frames * gain.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+
+
 def _tick(timings: dict | None, key: str, t0: float) -> float:
     t1 = time.perf_counter()
     if timings is not None:
@@ -278,7 +290,7 @@ def make_pair(frames: np.ndarray, rng: np.random.Generator, config: PairConfig,
               timings: dict | None = None) -> dict[str, Any]:
     """One training pair from (T,H,W,3) uint8 equirect frames (already at the config's size).
 
-    Random draws, in this order: circular shift, trajectory and FoV, context mode. Returns tensors
+    Random draws, in this order: circular shift, trajectory and FoV, context mode, colour gains. Returns tensors
     (see docs/CONTRACTS.md "model.data"): target, condition (T,3,H,W) uint8 (`signed_unit` → [−1,1];
     condition 0 = −1 outside the mask); mask (T,1,H,W) bool; pers (T,3,s,s) uint8; yaw, pitch, roll
     (T,) and fov (2,) degrees; context (bool) and context_frames (S when context, else 0; those
@@ -311,6 +323,9 @@ def make_pair(frames: np.ndarray, rng: np.random.Generator, config: PairConfig,
         S = config.context_frames
         condition[:S] = target[:S]
         mask[:S] = True
+    if config.colour_gain > 0:  # drawn last, so every other draw is that of a run without it
+        gain = rng.uniform(1 - config.colour_gain, 1 + config.colour_gain, 3)
+        target, condition, pers = (scale_colours(x, gain) for x in (target, condition, pers))
     pers = resize_frames(pers, (config.pers_size, config.pers_size))
     pair = {
         "target": channels_first(target),

@@ -3,7 +3,7 @@
     python -m model.evaluate --pred DIR --gt DIR [--out DIR] [--name METHOD]
         [--lpips-weights alexnet.pth] [--i3d i3d_torchscript.pt]
         [--clip CLIP_DIR --aesthetic-head head.pth] [--musiq musiq_spaq_ckpt-358bb6af.pth]
-        [--mask union|frame] [--device auto]
+        [--mask union|frame|full] [--device auto]
 
 Per video, then averaged per trajectory kind (real / simulated, the two halves of Table 1):
 - PSNR and LPIPS inside the mask of visible directions, aggregated over frames (supp. §3.4). The
@@ -11,7 +11,8 @@ Per video, then averaged per trajectory kind (real / simulated, the two halves o
   of the input frame size at each pose). `--mask union` (default): the directions the input shows
   at *any* frame, applied to every frame — the paper's "visible directions ... aggregated across
   frames", whose caveat ("visible areas at timestamp 0 may not appear at timestamp T") only makes
-  sense for this union; `--mask frame`: each frame's own visible region (the condition's mask).
+  sense for this union; `--mask frame`: each frame's own visible region (the condition's mask);
+  `--mask full`: the whole panorama (what the input does not show included).
 - FVD (needs `--i3d`, a local I3D TorchScript file) on the full panoramas, per trajectory kind.
 - VBench-style scores on four square 90° views (front, right, back, left) of the generated video:
   motion smoothness (a frame-interpolation proxy without weights, see `model.metrics`), aesthetic
@@ -52,7 +53,7 @@ IMAGING_SKIPPED = ("no --musiq PATH (pyiqa's MUSIQ-SPAQ weights, musiq_spaq_ckpt
 
 @dataclass
 class EvalConfig:
-    mask: str = "union"                 # "union" (default, paper) or "frame"
+    mask: str = "union"                 # "union" (default, paper), "frame" or "full" (whole panorama)
     device: str = "auto"
     lpips_weights: str | None = None    # torchvision AlexNet state dict (else the torch cache, else random)
     lpips_random: bool = False          # force the random trunk (tests)
@@ -259,8 +260,8 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
     from model.protocol import load_video_meta
 
     config = config or EvalConfig()
-    if config.mask not in ("union", "frame"):
-        raise ValueError(f"--mask: expected 'union' or 'frame', got {config.mask!r}")
+    if config.mask not in ("union", "frame", "full"):
+        raise ValueError(f"--mask: expected 'union', 'frame' or 'full', got {config.mask!r}")
     if config.musiq_frames is not None and config.musiq_frames < 1:
         raise ValueError(f"--musiq-frames: expected ≥ 1 frame, got {config.musiq_frames}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
@@ -304,7 +305,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, config: EvalConfig | None
         group = meta["trajectory"] if meta["trajectory"] in GROUPS else "simulated"
         pred, gt, notes = load_pair(item["pred"], item["gt"], config.max_frame_pixels, config.max_video_pixels)
         masks = visible_masks(meta, gt.shape[1:3], len(gt))
-        mask = masks.any(0) if config.mask == "union" else masks
+        mask = {"union": masks.any(0), "frame": masks, "full": np.ones_like(masks)}[config.mask]
         record = {"name": item["name"], "trajectory": group, "frames": len(gt),
                   "visible_fraction": float(np.mean(mask)),
                   "psnr": psnr(pred, gt, mask), "lpips": lpips_metric(pred, gt, mask)}
@@ -363,8 +364,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gt", required=True, help="ground truth: the protocol's gt/ directory (or its root)")
     p.add_argument("--out", help="where to write report.json and report.md (default: PRED/../eval_<pred name>)")
     p.add_argument("--name", help="method name in the table (default: the --pred directory's name)")
-    p.add_argument("--mask", default="union", choices=["union", "frame"],
-                   help="PSNR/LPIPS region: directions visible at any frame (union, default) or per frame")
+    p.add_argument("--mask", default="union", choices=["union", "frame", "full"],
+                   help="PSNR/LPIPS region: directions visible at any frame (union, default), per frame, "
+                        "or the whole panorama (full)")
     p.add_argument("--lpips-weights", help="torchvision AlexNet state dict for the LPIPS trunk")
     p.add_argument("--lpips-random", action="store_true", help="use a random LPIPS trunk (testing only)")
     p.add_argument("--i3d", help="I3D TorchScript file for FVD (skipped without it)")

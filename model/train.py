@@ -489,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         if rank == 0 and not (svd_dir / "model_index.json").is_file():
             build_tiny_svd(svd_dir, block_out_channels=tuple(cfg.model.tiny_block_out_channels),
                            cross_attention_dim=cfg.model.tiny_cross_attention_dim,
+                           vae_block_out_channels=tuple(cfg.model.tiny_vae_block_out_channels),
                            num_frames=cfg.data.num_frames, seed=cfg.seed)
         dist.barrier()
     svd = load_svd(svd_dir, unet_path=cfg.model.unet, dtype=torch.float32, device=device, variant=cfg.model.variant)
