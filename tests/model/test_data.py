@@ -330,3 +330,21 @@ def test_preview_index_out_of_range(tmp_path):
     with pytest.raises(ValueError, match="--index 3 out of range"):
         main(["preview", "--shards", str(tmp_path), "--out", str(tmp_path / "x.png"), "--index", "3",
               "num_frames=4", "fps=null", "height=32", "width=64"])
+
+
+def test_colour_gain_scales_the_whole_pair_alike():
+    frames = sphere_frames(4, 32, 64, seed=3)
+    config = PairConfig(num_frames=4, height=32, width=64, pers_size=16, context_frames=0)
+    plain = make_pair(frames, np.random.default_rng(5), config)
+    gained = make_pair(frames, np.random.default_rng(5), config.replace(colour_gain=0.3))
+    # the same shift, trajectory and mask (the gains are drawn last)
+    assert torch.equal(plain["mask"], gained["mask"]) and plain["shift"] == gained["shift"]
+    to01 = lambda x: (x + 1) / 2
+    gain = to01(gained["target"]).sum((0, 2, 3)) / to01(plain["target"]).sum((0, 2, 3))
+    assert (gain - 1).abs().max() > 0.01 and ((gain > 0.69) & (gain < 1.31)).all(), gain
+    inside = plain["mask"].expand_as(plain["condition"]) > 0
+    expected = (to01(plain["condition"]) * gain.reshape(1, 3, 1, 1)).clamp(0, 1)
+    assert (to01(gained["condition"]) - expected)[inside].abs().max() < 3 / 255
+    assert (gained["condition"][~inside] == -1).all(), "the canvas stays black outside its mask"
+    with pytest.raises(ValueError, match="colour_gain"):
+        PairConfig(colour_gain=1.5)
