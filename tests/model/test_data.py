@@ -355,3 +355,21 @@ def test_pairs_cross_the_loader_compactly_and_unpack_exactly():
     out = unpack_batch(batch)
     assert "mask_bits" not in out
     assert torch.equal(out["mask"], torch.stack([p["mask"] for p in pairs]))
+
+
+def test_colour_gain_scales_the_whole_pair_alike():
+    frames = sphere_frames(4, 32, 64, seed=3)
+    config = PairConfig(num_frames=4, height=32, width=64, pers_size=16, context_frames=0)
+    plain = make_pair(frames, np.random.default_rng(5), config)
+    gained = make_pair(frames, np.random.default_rng(5), config.replace(colour_gain=0.3))
+    # the same shift, trajectory and mask (the gains are drawn last)
+    assert torch.equal(plain["mask"], gained["mask"]) and plain["shift"] == gained["shift"]
+    to01 = lambda x: x.float() / 255  # pairs are uint8
+    gain = to01(gained["target"]).sum((0, 2, 3)) / to01(plain["target"]).sum((0, 2, 3))
+    assert (gain - 1).abs().max() > 0.01 and ((gain > 0.69) & (gain < 1.31)).all(), gain
+    inside = plain["mask"].expand_as(plain["condition"]) > 0
+    expected = (to01(plain["condition"]) * gain.reshape(1, 3, 1, 1)).clamp(0, 1)
+    assert (to01(gained["condition"]) - expected)[inside].abs().max() < 3 / 255
+    assert (gained["condition"][~inside] == 0).all(), "the canvas stays black outside its mask"
+    with pytest.raises(ValueError, match="colour_gain"):
+        PairConfig(colour_gain=1.5)
