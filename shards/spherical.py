@@ -249,32 +249,34 @@ _MKV_STEREO = {0: "mono", 1: "left-right", 11: "left-right", 2: "top-bottom", 3:
 UNKNOWN_SIZE = -1
 
 
-def _read_id(f) -> int | None:
+def _read_vint(f, max_length: int, what: str) -> tuple[bytes, int] | None:
+    """The raw bytes of one EBML variable-length integer (its length is marked by the position of
+    the first set bit of its first byte, at most max_length), and that length; None at the end."""
     first = f.read(1)
     if not first:
         return None
-    b = first[0]
-    length = next((i + 1 for i in range(4) if b & (0x80 >> i)), 0)
+    length = next((i + 1 for i in range(max_length) if first[0] & (0x80 >> i)), 0)
     if not length:
-        raise ValueError("invalid EBML element id")
+        raise ValueError(f"invalid EBML {what}")
     rest = f.read(length - 1)
     if len(rest) != length - 1:
-        raise ValueError("truncated EBML element id")
-    return int.from_bytes(first + rest, "big")
+        raise ValueError(f"truncated EBML {what}")
+    return first + rest, length
+
+
+def _read_id(f) -> int | None:
+    """An element id: the vint with its length marker kept (as the spec writes ids)."""
+    vint = _read_vint(f, 4, "element id")
+    return None if vint is None else int.from_bytes(vint[0], "big")
 
 
 def _read_size(f) -> int:
-    first = f.read(1)
-    if not first:
+    """An element size: the vint without its length marker; all ones means unknown."""
+    vint = _read_vint(f, 8, "size")
+    if vint is None:
         raise ValueError("truncated EBML size")
-    b = first[0]
-    length = next((i + 1 for i in range(8) if b & (0x80 >> i)), 0)
-    if not length:
-        raise ValueError("invalid EBML size")
-    rest = f.read(length - 1)
-    if len(rest) != length - 1:
-        raise ValueError("truncated EBML size")
-    value = int.from_bytes(bytes([b & (0xFF >> length)]) + rest, "big")
+    raw, length = vint
+    value = int.from_bytes(bytes([raw[0] & (0xFF >> length)]) + raw[1:], "big")
     return UNKNOWN_SIZE if value == (1 << (7 * length)) - 1 else value
 
 
