@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -309,19 +310,42 @@ def _yt_dlp(url: str, partial: Path, cfg: DownloadConfig) -> Path:
 
 
 def _fsspec_copy(url: str, partial: Path, cfg: DownloadConfig) -> Path:
+    """Copy `url` into `partial`; a copy that moves no data for download.timeout_s is a `timeout`
+    (transient) error. fsspec backends have no common time-out setting (http has aiohttp's, s3fs
+    botocore's, others none), so the copy runs in a daemon thread watched from here: a stuck store
+    costs this worker one abandoned thread blocked on its socket, never the worker itself."""
     import fsspec
 
     suffix = re.sub(r"[^A-Za-z0-9.]", "", Path(urlparse(url).path).suffix)[:8] or ".mp4"
     dest = partial / f"video{suffix}"
-    try:
-        with fsspec.open(url, "rb") as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, length=4 << 20)
-    except FileNotFoundError as e:
+    scratch = partial / f".copy-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"  # this attempt's alone:
+    copied, outcome = [0], {}  # an abandoned copy that wakes up later never writes into a retry's file
+
+    def copy():
+        try:
+            with fsspec.open(url, "rb") as src, open(scratch, "wb") as out:
+                while chunk := src.read(4 << 20):
+                    out.write(chunk)
+                    copied[0] += len(chunk)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
+            outcome["error"] = e
+
+    worker = threading.Thread(target=copy, name=f"fsspec copy {url}", daemon=True)
+    worker.start()
+    seen, since = -1, time.monotonic()
+    while worker.is_alive():
+        worker.join(min(1.0, cfg.timeout_s))
+        if copied[0] != seen:
+            seen, since = copied[0], time.monotonic()
+        elif worker.is_alive() and time.monotonic() - since >= cfg.timeout_s:
+            raise DownloadError("timeout", f"{url}: no data for {cfg.timeout_s:g} s after {copied[0]} bytes "
+                                f"(download.timeout_s); copy abandoned")
+    e = outcome.get("error")
+    if isinstance(e, FileNotFoundError):
         raise DownloadError("not_found", f"{url}: {e}", permanent=True, reject=True) from e
-    except DownloadError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a store's failure is retried
+    if e is not None:  # a store's failure is retried
         raise DownloadError("network", f"{url}: {type(e).__name__}: {e}") from e
+    os.replace(scratch, dest)
     return dest
 
 

@@ -28,8 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .reader import (DEFAULT_LIMITS, TAR_ERRORS, ReadLimits, _is_remote, close_tar, is_pipe, iter_samples,
-                     list_shards, open_tar, parse_sample, walk_tar)
-from .schema import MEMBERS, is_key
+                     list_shards, open_tar, parse_sample, tar_headers, walk_tar)
+from .schema import MEMBERS, is_key, split_member_name
 
 PERCENTILES = (5, 25, 50, 75, 95)
 VIEWS = (("front", 0.0), ("right", 90.0), ("back", 180.0), ("left", -90.0))
@@ -129,10 +129,13 @@ def _count_members(url: str, allow_pipe: bool = False) -> tuple[int, int]:
         if error is not None:
             raise error
         return len(samples), sum(len(s.parts) + len(s.problems) for s in samples)
-    with tarfile.open(url, mode="r:") as tar:
-        for info in tar:
-            keys.add(info.name.partition(".")[0])
+    with open_tar(url) as tar:
+        for info in tar_headers(tar):
             members += 1
+            try:
+                keys.add(split_member_name(info.name)[0])
+            except ValueError:
+                pass  # not a sample member by the reader's rule (KEY.EXT): no key of its own
     return len(keys), members
 
 

@@ -38,6 +38,13 @@ REMOTE_TIMEOUT_S = 60.0  # connect / read timeout of one remote request (http, h
 REQUIRED_MEMBERS = ("mp4", "json")  # jpg is a convenience: its absence does not make a sample bad
 # what a tar error looks like while walking a shard (truncated data, bad headers, I/O)
 TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, OverflowError, TimeoutError)
+# A GNU long name / long link or a PAX record block: real ones hold a path and a few records (hundreds
+# of bytes); tarfile reads one whole, before the member it describes, so it is bounded here.
+MAX_EXTENDED_HEADER_BYTES = 2**20
+MAX_EXTENDED_CHAIN = 8  # extended headers in a row before a member (real tars: L, K, x, g at most)
+_EXTENDED_TYPES = {tarfile.GNUTYPE_LONGNAME: "GNU long-name header", tarfile.GNUTYPE_LONGLINK: "GNU long-link header",
+                   tarfile.XHDTYPE: "PAX header", tarfile.XGLTYPE: "PAX global header",
+                   tarfile.SOLARIS_XHDTYPE: "PAX header"}
 
 
 class ShardReadError(ValueError, RuntimeError):
@@ -193,6 +200,36 @@ def _open_url(url: str, allow_pipe: bool = False, timeout_s: float = REMOTE_TIME
 
 
 # ------------------------------------------------------------------------------- bounded tar walk
+class BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses, before reading it, an extended header declaring more than
+    MAX_EXTENDED_HEADER_BYTES (tarfile would read a long name declaring 2 GiB into memory whole), and
+    a chain of more than MAX_EXTENDED_CHAIN of them (tarfile recurses once per header: a RecursionError)."""
+
+    def _proc_member(self, tar):
+        kind = _EXTENDED_TYPES.get(self.type)
+        if kind is None:
+            tar._argus_chain = 0
+            return super()._proc_member(tar)
+        tar._argus_chain = getattr(tar, "_argus_chain", 0) + 1
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
+            raise tarfile.ReadError(f"{kind} at byte {self.offset} declares {self.size} bytes, "
+                                    f"over the limit of {MAX_EXTENDED_HEADER_BYTES}")
+        if tar._argus_chain > MAX_EXTENDED_CHAIN:
+            raise tarfile.ReadError(f"more than {MAX_EXTENDED_CHAIN} extended headers in a row at byte {self.offset}")
+        return super()._proc_member(tar)
+
+
+def tar_headers(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The member headers of an open tar, one at a time, without keeping them (TarFile's own iterator
+    keeps every header it has read: memory that grows with the member count)."""
+    while True:
+        info = tar.next()
+        tar.members.clear()
+        if info is None:
+            return
+        yield info
+
+
 @dataclass
 class RawSample:
     """The members of one key as found in a shard, or why they cannot make a sample."""
@@ -222,11 +259,7 @@ def walk_tar(tar: tarfile.TarFile, limits: ReadLimits = DEFAULT_LIMITS) -> Itera
     """The samples of an open tar, grouping consecutive members by key (as webdataset does); the
     data of a member is read only after its header passed `_member_problem`. Tar errors propagate."""
     current: Optional[RawSample] = None
-    while True:
-        info = tar.next()
-        tar.members.clear()  # a streamed TarFile would otherwise keep every header it has seen
-        if info is None:
-            break
+    for info in tar_headers(tar):
         key, ext, problem = _member_problem(info, limits)
         if current is not None and key != current.key:
             yield current
@@ -251,13 +284,13 @@ def open_tar(url: str, allow_pipe: bool = False, timeout_s: float = REMOTE_TIMEO
     if _is_remote(url):
         stream = _open_url(url, allow_pipe, timeout_s)
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|")
+            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo)
         except BaseException:
             stream.close()
             raise
         tar._argus_stream = stream  # closed with the tar (close_tar)
         return tar
-    return tarfile.open(url, mode="r:")
+    return tarfile.open(url, mode="r:", tarinfo=BoundedTarInfo)
 
 
 def close_tar(tar: tarfile.TarFile) -> None:
@@ -427,8 +460,8 @@ def iter_samples(urls, shuffle: int = 0, split_by_node: bool = False, split_by_w
 def shard_keys(url: str) -> list[str]:
     """Keys of the complete samples (mp4 + json present) in one local shard, reading headers only."""
     members: dict[str, set[str]] = {}
-    with tarfile.open(url, mode="r:") as tar:
-        for info in tar:
+    with open_tar(url) as tar:
+        for info in tar_headers(tar):
             try:
                 base, ext = split_member_name(info.name)
             except ValueError:

@@ -129,6 +129,28 @@ def gnu_sparse_member(name: str, declared: int, stored: bytes = b"x" * 512) -> b
     return bytes(block) + stored + b"\0" * (-len(stored) % 512)
 
 
+def extended_header(kind: bytes, declared: int) -> bytes:
+    """A GNU long-name ('L') or PAX ('x') header block declaring `declared` bytes of name / records
+    that follow it (tarfile reads those bytes whole before it sees the member they describe)."""
+    info = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
+    info.type, info.size, info.mtime = kind, declared, 0
+    return info.tobuf(tarfile.GNU_FORMAT if kind == tarfile.GNUTYPE_LONGNAME else tarfile.USTAR_FORMAT)
+
+
+@pytest.fixture(params=[tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["gnu-longname", "pax"])
+def huge_header_tar(request, tmp_path, mp4_bytes):
+    """A shard whose second sample starts with a long-name / PAX header declaring 2 GiB, the file made
+    that long with a hole (a few KB on disk; reading the header whole would take 2 GiB of memory)."""
+    d = tmp_path / "huge-header"
+    d.mkdir()
+    path = write_tar(d / "clips-000000.tar", [("vid_0000.mp4", mp4_bytes),
+                                              ("vid_0000.json", json.dumps(clip_meta()).encode()),
+                                              extended_header(request.param, 2 * GiB)])
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size + 2 * GiB + 1024)
+    return path
+
+
 @pytest.fixture
 def sparse_tar(tmp_path, mp4_bytes):
     """A ~3 KB shard whose mp4 member is sparse and declares 1 TB."""

@@ -47,6 +47,32 @@ def test_sparse_member_commands_stay_bounded(cli, sparse_tar, command):
         assert ran.rc == 0
 
 
+# -------------------------------------------------------- long-name / PAX header declaring 2 GiB
+def test_huge_extended_header_is_refused_before_it_is_read(huge_header_tar):
+    keys, stats = read_all(huge_header_tar.parent)
+    assert keys == [] and stats.shards == 1 and len(stats.problems) == 1  # as a truncated shard: the rest is lost
+    assert "declares 2147483648 bytes, over the limit of 1048576" in stats.problems[0][2], stats.problems
+    with pytest.raises(ShardReadError, match="declares 2147483648 bytes"):
+        read_all(huge_header_tar.parent, strict=True)
+
+
+@pytest.mark.parametrize("command", [["verify"], ["stats"], ["ls"]])
+def test_huge_extended_header_commands_stay_bounded(cli, huge_header_tar, command):
+    ran = cli(*SHARDS, *command, huge_header_tar)
+    assert_bounded(ran)
+    if command == ["verify"]:
+        assert ran.rc == 1 and "declares 2147483648 bytes" in ran.out, ran.out
+
+
+def test_chained_extended_headers_are_an_unreadable_shard_not_a_recursion_error(tmp_path, mp4_bytes):
+    from .conftest import extended_header
+
+    chain = b"".join(extended_header(tarfile.GNUTYPE_LONGNAME, 512) + b"a" * 511 + b"\0" for _ in range(5000))
+    path = write_tar(tmp_path / "clips-000000.tar", [chain, ("vid_0000.mp4", mp4_bytes)])  # 5 MB, 5000 deep
+    keys, stats = read_all(path)
+    assert keys == [] and "more than 8 extended headers in a row" in stats.problems[0][2], stats.problems
+
+
 # ---------------------------------------------------------------------------------- deep JSON
 def test_deep_json_is_a_counted_skip(deep_json_tar):
     keys, stats = read_all(deep_json_tar.parent)
@@ -94,6 +120,8 @@ def test_traversal_names_reader_and_verify_agree(cli, traversal_tar):
     assert verify_bad == reader_bad  # one definition of a member name for both
     # the good sample's only problem is verify's own extra rule (a thumbnail is expected)
     assert [line.split("\t")[2] for line in ran.out.splitlines() if "\tvid_0009\t" in line] == ["missing member jpg"]
+    ran = cli(*SHARDS, "ls", traversal_tar)  # counts what the reader would call a sample: 1 key, 8 members
+    assert ran.rc == 0 and ran.out.splitlines()[1].split()[1] == "1", ran.out
 
 
 def test_keys_are_full_matched():

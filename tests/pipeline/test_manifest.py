@@ -1,7 +1,9 @@
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
+
 import pytest
 
 from pipeline.config import InputConfig
@@ -61,6 +63,29 @@ def test_fsspec_source_is_copied_and_cached(tmp_path):
     fsspec.filesystem("memory").rm("bucket/v.mp4")
     assert fetch("memory://bucket/v.mp4", cfg, tmp_path / "cache") == path  # cached
     assert cached_file(path.parent) == path
+
+
+def test_stuck_fsspec_store_is_a_transient_timeout_and_the_retry_starts_clean(tmp_path):
+    """An ftp:// store that accepts the connection and never answers (ftplib waits for its greeting,
+    fsspec's own time-out is 30 s): after download.timeout_s with no data the copy is abandoned."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
+    url = f"ftp://127.0.0.1:{server.getsockname()[1]}/v.mp4"
+    cfg = DownloadConfig(retries=1, backoff_s=0.0, timeout_s=1.0, fsspec_schemes=["ftp"])
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as e:
+        fetch(url, cfg, tmp_path / "cache")
+    assert e.value.reason == "timeout" and not e.value.permanent, e.value
+    assert "no data for 1 s" in str(e.value) and url in str(e.value)
+    assert 2.0 <= time.monotonic() - t0 < 10.0  # two attempts of ~1 s each, not fsspec's 30 s
+    assert cached_file(cache_entry(url, tmp_path / "cache")) is None
+    server.close()
 
 
 def test_bad_values_become_row_errors_naming_the_column(tmp_path):
