@@ -35,7 +35,7 @@ class DownloadConfig:
     cache_dir: Optional[str] = None  # default: RUN_DIR/downloads (must be shared on multi-node runs)
     retries: int = 3
     backoff_s: float = 2.0  # wait backoff_s * 2**attempt between attempts
-    timeout_s: float = 60.0  # socket timeout per attempt
+    timeout_s: float = 60.0  # per attempt: yt-dlp's socket time-out; an fsspec copy with no data this long is abandoned
     max_height: int = 1080  # tallest stream downloaded (clips are <= 512 high: more is waste)
     format: Optional[str] = None  # a yt-dlp format spec; None: pipeline.download.format_selector(max_height)
     user_agent: str = ""  # empty, as the 360-1M authors' downloader: YouTube then serves equirect, not mesh
