@@ -64,10 +64,10 @@ def accepted_keys(df: pd.DataFrame, where: str) -> list[str]:
         try:
             want = clip_key(dec.check_id(row.video_id), int(row.clip_index))
         except (ValueError, TypeError, OverflowError) as e:
-            raise ApplyError(f"{where}: accepted clip row {row.video_id!r} #{row.clip_index!r}: {e}") from None
+            raise ApplyError(f"{where}: accepted clip row {str(row.video_id)[:80]!r} #{row.clip_index!r}: {e}") from None
         if row.key != want:
-            raise ApplyError(f"{where}: accepted clip of {row.video_id} #{row.clip_index} has key {str(row.key)[:80]!r}, "
-                             f"expected {want!r}")
+            raise ApplyError(f"{where}: accepted clip of {row.video_id} #{row.clip_index} has key "
+                             f"{str(row.key)[:80]!r}, expected {want!r}")
         keys.append(want)
     dup = pd.Series(keys).duplicated()
     if dup.any():
@@ -78,7 +78,8 @@ def accepted_keys(df: pd.DataFrame, where: str) -> list[str]:
 def _check_out(out: Path, source: Path) -> None:
     src = source.resolve()
     if out.resolve() == src or src in out.resolve().parents:
-        raise ApplyError(f"{out}: the new shard set must not be inside the run's shards ({source}): those are never modified")
+        raise ApplyError(f"{out}: the new shard set must not be inside the run's shards ({source}): "
+                         f"those are never modified")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ApplyError(f"{out} already exists: remove it, or give another --apply-out")
 
@@ -173,7 +174,8 @@ def apply_decisions(run_dir: str | Path, cfg: CurateConfig, out: str | Path | No
         shutil.rmtree(partial, ignore_errors=True)
         raise
     print(f"apply: {summary['kept']} clips kept in {summary['shards']} shards in {out}, {summary['dropped']} dropped "
-          f"(of {summary['kept'] + summary['dropped']} unique keys in {source}); decisions: {out / 'decisions.parquet'}",
+          f"(of {summary['kept'] + summary['dropped']} unique keys in {source}); "
+          f"decisions: {out / 'decisions.parquet'}",
           flush=True)
     if missing or videos_not_cut:
         print(f"apply: {len(missing)} clips (and {videos_not_cut} videos never cut into clips) are accepted by the new "
