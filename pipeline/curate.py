@@ -459,7 +459,8 @@ def main(argv=None) -> int:
                     help="with --rethreshold: also write a new shard set holding exactly the clips now accepted "
                          "(copied from RUN_DIR/shards, never modified) to RUN_DIR/shards_<config hash>/ "
                          "(pipeline/apply.py)")
-    ap.add_argument("--apply-out", metavar="DIR", help="where --apply writes the new shard set (a new or empty directory; implies --apply)")
+    ap.add_argument("--apply-out", metavar="DIR",
+                    help="where --apply writes the new shard set (a new or empty directory; implies --apply)")
     ap.add_argument("--allow-config-change", action="store_true",
                     help="resume RUN_DIR although this config differs from the one it was run with")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
