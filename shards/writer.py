@@ -72,6 +72,7 @@ class ShardWriter:
 
     >>> with ShardWriter("run/shards", prefix="clips", max_bytes=256 << 20) as w:
     ...     w.write(meta.key, mp4_bytes, meta)          # jpg made from the middle frame if None
+    ...     w.write_members(key, {"mp4": …, "json": …, "jpg": …})  # bytes copied from another shard
     """
 
     def __init__(self, out_dir: str | os.PathLike, prefix: str = "clips",
