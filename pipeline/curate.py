@@ -2,7 +2,7 @@
 
     python pipeline/curate.py --config configs/curate/local.yaml [--input PATH] [--output RUN_DIR]
     ray job submit --working-dir . -- python pipeline/curate.py --config … --output /abs/RUN_DIR
-    python pipeline/curate.py --config NEW.yaml --output RUN_DIR --rethreshold
+    python pipeline/curate.py --config NEW.yaml --output RUN_DIR --rethreshold [--apply [--apply-out DIR]]
 
 Two Ray Data passes over the manifest (videos already finished in RUN_DIR are skipped; videos
 that failed transiently — a 429, the bot check, a time-out — are redone):
@@ -15,6 +15,8 @@ that failed transiently — a 429, the bot check, a time-out — are redone):
 A video's decisions are recorded only once all its accepted clips sit in complete shards, so a
 killed run restarted on the same RUN_DIR ends with every clip exactly once.
 Outputs: RUN_DIR/shards/, RUN_DIR/decisions.parquet, RUN_DIR/report/, RUN_DIR/config.yaml.
+--rethreshold re-decides RUN_DIR/decisions.parquet and lists shard changes; with --apply it also
+writes a new shard set of exactly the clips now accepted (pipeline/apply.py), under the run's lock.
 Exit codes: 0 done; 2 bad config / arguments, RUN_DIR locked by another run, or a resume with a
 changed config (--allow-config-change to go on); 3 the download circuit breaker opened (the message
 says how to resume).
@@ -39,6 +41,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from pipeline import decisions as dec  # noqa: E402
+from pipeline.apply import apply_decisions  # noqa: E402
 from pipeline.clips import CutClips, plan_clips  # noqa: E402
 from pipeline.config import ConfigError, CurateConfig, apply_overrides, changed_keys  # noqa: E402
 from pipeline.download import Breaker, FetchSources, cache_root, release  # noqa: E402
@@ -452,6 +455,12 @@ def main(argv=None) -> int:
     ap.add_argument("--output", help="run directory (overrides `output` in the config)")
     ap.add_argument("--rethreshold", action="store_true",
                     help="re-decide RUN_DIR/decisions.parquet with this config's thresholds; no decoding")
+    ap.add_argument("--apply", action="store_true",
+                    help="with --rethreshold: also write a new shard set holding exactly the clips now accepted "
+                         "(copied from RUN_DIR/shards, never modified) to RUN_DIR/shards_<config hash>/ "
+                         "(pipeline/apply.py)")
+    ap.add_argument("--apply-out", metavar="DIR",
+                    help="where --apply writes the new shard set (a new or empty directory; implies --apply)")
     ap.add_argument("--allow-config-change", action="store_true",
                     help="resume RUN_DIR although this config differs from the one it was run with")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -472,9 +481,18 @@ def main(argv=None) -> int:
         ap.error(str(e))
     if not cfg.output:
         ap.error("no run directory: give --output RUN_DIR (or `output:` in the config)")
+    if (args.apply or args.apply_out) and not args.rethreshold:
+        ap.error("--apply and --apply-out go with --rethreshold")
     try:
         if args.rethreshold:
-            rethreshold(cfg, cfg.output)
+            lock = lock_run_dir(Path(cfg.output)) if Path(cfg.output).is_dir() else None  # no run writing meanwhile
+            try:
+                rethreshold(cfg, cfg.output)
+                if args.apply or args.apply_out:
+                    apply_decisions(cfg.output, cfg, args.apply_out)
+            finally:
+                if lock is not None:
+                    lock.close()
             return 0
         summary = run(cfg, cfg.output, allow_config_change=args.allow_config_change)
     except (RunLocked, ConfigChanged, ManifestError, ValueError, FileNotFoundError) as e:

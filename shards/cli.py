@@ -4,6 +4,7 @@
     shards stats run/shards --json --plot scores.png
     shards show run/shards abc123_0004 --out abc123_0004.png
     shards verify 'run/shards/clips-*.tar'
+    shards verify run/shards_abc123 --decisions run/shards_abc123/decisions.parquet
     shards export run/shards abc123_0004 --out clip.mp4
 
 PATH may be a shard, a directory of shards, a glob, a brace list or a remote URL (see shards.reader);
@@ -21,6 +22,7 @@ import os
 import sys
 import tarfile
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -395,25 +397,108 @@ def verify_shard(url: str, decode: bool = True, limits: ReadLimits = DEFAULT_LIM
     return order, problems
 
 
+# the columns of a curation run's decisions.parquet that `verify --decisions` reads (written by
+# pipeline/decisions.py; the shards layer reads the file itself, it never imports pipeline/):
+# `key` the sample key of a clip row (null on the one row per source video), `status` accepted /
+# rejected / error, and when present `stage`, `reason` (said in problem lines) and `shard` (the
+# shard file name that holds an accepted clip)
+DECISION_KEY, DECISION_STATUS = "key", "status"
+DECISION_OPTIONAL = ("stage", "reason", "shard")
+
+
+@dataclass
+class Decisions:
+    """The clip rows of a decisions file: key → rows (status, stage, reason, shard), and problems of
+    the file itself (bad keys, a key decided twice)."""
+
+    path: str
+    rows: dict[str, list[dict]]
+    problems: list[tuple[str, str, str]]
+
+    def accepted(self) -> set[str]:
+        return {k for k, rows in self.rows.items() if any(r["status"] == "accepted" for r in rows)}
+
+
+def read_decisions(path: str) -> Decisions:
+    """The clip rows of a decisions parquet (columns above), or CliError (exit 2) naming the file."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except FileNotFoundError:
+        raise CliError(f"--decisions {path}: no such file", code=2) from None
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise CliError(f"--decisions {path}: not a parquet file ({type(e).__name__}: {e})", code=2) from None
+    lacking = [c for c in (DECISION_KEY, DECISION_STATUS) if c not in names]
+    if lacking:
+        raise CliError(f"--decisions {path}: no {', '.join(lacking)} column (not a curation run's decisions.parquet)",
+                       code=2)
+    cols = [DECISION_KEY, DECISION_STATUS] + [c for c in DECISION_OPTIONAL if c in names]
+    try:
+        table = pq.read_table(path, columns=cols).to_pydict()
+    except (OSError, ValueError) as e:
+        raise CliError(f"--decisions {path}: unreadable ({type(e).__name__}: {e})", code=2) from None
+    rows: dict[str, list[dict]] = defaultdict(list)
+    problems: list[tuple[str, str, str]] = []
+    for i, key in enumerate(table[DECISION_KEY]):
+        if key is None:
+            continue  # a video-level row
+        if not is_key(key):  # never printed raw: it may hold tabs or newlines
+            problems.append((path, "-", f"row {i}: key {str(key)[:80]!r} is not a sample key ([A-Za-z0-9_-])"))
+            continue
+        rows[key].append({c: table[c][i] for c in cols if c != DECISION_KEY})
+    for key, found in rows.items():
+        if len(found) > 1:
+            problems.append((path, key, f"{len(found)} decision rows for this key"))
+    return Decisions(path, dict(rows), problems)
+
+
+def check_against_decisions(decisions: Decisions, found: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """Problems between the shards (`found`: key → the shards holding it, in order) and the decisions:
+    a shard key without an `accepted` decision, an accepted clip in no shard, one in a shard other than
+    its decision's `shard`. (A key in two shards is already a `duplicate key` problem.)"""
+    problems = list(decisions.problems)
+    accepted = decisions.accepted()
+    for key, urls in found.items():
+        if key not in decisions.rows:
+            problems.extend((url, key, f"no decision for this key in {decisions.path}") for url in urls)
+        elif key not in accepted:
+            row = decisions.rows[key][0]
+            why = "/".join(str(row[c]) for c in ("stage", "reason") if row.get(c))
+            problems.extend((url, key, f"decided {row['status']}{' at ' + why if why else ''} in {decisions.path}, "
+                                       f"yet in the shards") for url in urls)
+        else:
+            shard = next((r.get("shard") for r in decisions.rows[key] if r["status"] == "accepted"), None)
+            name = lambda p: p.rstrip("/").rsplit("/", 1)[-1]  # noqa: E731 (file names: the column may hold paths)
+            if isinstance(shard, str) and shard and name(shard) not in {name(u) for u in urls}:
+                problems.append((urls[0], key, f"{decisions.path} puts it in shard {shard}"))
+    for key in sorted(accepted - set(found)):
+        problems.append((decisions.path, key, "accepted in the decisions, in no shard"))
+    return problems
+
+
 def cmd_verify(args) -> int:
     urls = _shards(args.paths, args)
+    decisions = read_decisions(args.decisions) if args.decisions else None
     limits = _limits(args)
-    first_seen: dict[str, str] = {}
+    found: dict[str, list[str]] = defaultdict(list)
     problems: list[tuple[str, str, str]] = []
     samples = 0
     for url in _progress(urls, "verify"):
-        keys, found = verify_shard(url, decode=not args.quick, limits=limits, allow_pipe=args.allow_pipe)
-        problems.extend(found)
+        keys, shard_problems = verify_shard(url, decode=not args.quick, limits=limits, allow_pipe=args.allow_pipe)
+        problems.extend(shard_problems)
         for key in keys:
-            if key in first_seen:
-                problems.append((url, key, f"duplicate key (also in {first_seen[key]})"))
-            else:
-                first_seen[key] = url
+            if key in found:
+                problems.append((url, key, f"duplicate key (also in {found[key][0]})"))
+            found[key].append(url)
         samples += len(keys)
+    if decisions is not None:
+        problems.extend(check_against_decisions(decisions, {k: v for k, v in found.items() if is_key(k)}))
     for shard, key, what in problems:
         print(f"{shard}\t{key}\t{what}")
     verdict = "OK" if not problems else f"{len(problems)} problem(s)"
-    print(f"verified {len(urls)} shard(s), {samples} sample(s): {verdict}", file=sys.stderr)
+    against = f" against {len(decisions.accepted())} accepted clip(s) in {decisions.path}" if decisions else ""
+    print(f"verified {len(urls)} shard(s), {samples} sample(s){against}: {verdict}", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -446,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", parents=[common], help="check every shard, sample, member, mp4 and json; one line per problem")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--quick", action="store_true", help="probe mp4 headers instead of decoding every frame")
+    p.add_argument("--decisions", metavar="DECISIONS.parquet",
+                   help="a curation run's decisions: also check that every shard key is an accepted clip there and "
+                        "every accepted clip is in the shards exactly once")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("export", parents=[common], help="write one sample's mp4 (and --json metadata) to files")

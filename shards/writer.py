@@ -20,7 +20,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .schema import ClipMeta, check_key, validate_meta
+from .reader import parse_sample
+from .schema import MEMBERS, ClipMeta, check_key, validate_meta
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class ShardWriter:
 
     >>> with ShardWriter("run/shards", prefix="clips", max_bytes=256 << 20) as w:
     ...     w.write(meta.key, mp4_bytes, meta)          # jpg made from the middle frame if None
+    ...     w.write_members(key, {"mp4": …, "json": …, "jpg": …})  # bytes copied from another shard
     """
 
     def __init__(self, out_dir: str | os.PathLike, prefix: str = "clips",
@@ -113,7 +115,21 @@ class ShardWriter:
             raise ValueError(f"{key}: mp4 must be non-empty bytes")
         if jpg is None:
             jpg = thumbnail_jpg(bytes(mp4))
-        members = {"mp4": bytes(mp4), "json": clip.to_json(), "jpg": bytes(jpg)}
+        self._append(key, {"mp4": bytes(mp4), "json": clip.to_json(), "jpg": bytes(jpg)})
+
+    def write_members(self, key: str, members: dict[str, bytes]) -> None:
+        """Add one sample whose member bytes are taken as they are (copied out of another shard:
+        nothing decoded or re-encoded, the `json` bytes kept). The json must parse, follow the
+        schema and describe `key`; members are `mp4`, `json` and optionally `jpg`."""
+        check_key(key)
+        if set(members) - set(MEMBERS):
+            raise ValueError(f"{key}: unexpected member(s) {sorted(set(members) - set(MEMBERS))} (allowed: {MEMBERS})")
+        parse_sample({"__key__": key, **members}, url=f"sample {key}")  # the reader's rule for a sample
+        if key in self._keys_seen:
+            raise ValueError(f"key {key!r} was already written by this writer")
+        self._append(key, {ext: bytes(members[ext]) for ext in MEMBERS if ext in members})
+
+    def _append(self, key: str, members: dict[str, bytes]) -> None:
         size = sum(_member_bytes(len(v)) for v in members.values())
         full = self._tar is not None and (
             _padded(self._bytes + size) > self.max_bytes

@@ -4,6 +4,7 @@ import io
 import itertools
 import math
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -373,3 +374,32 @@ def test_colour_gain_scales_the_whole_pair_alike():
     assert (gained["condition"][~inside] == 0).all(), "the canvas stays black outside its mask"
     with pytest.raises(ValueError, match="colour_gain"):
         PairConfig(colour_gain=1.5)
+
+
+def test_pairs_from_a_rethreshold_apply_shard_set(tmp_path):
+    """`curate.py --rethreshold --apply` writes RUN_DIR/shards_<hash>/ (tars + decisions.parquet +
+    config.yaml + apply.json): the trainer reads pairs of exactly the accepted clips from it.
+    A hand-made run (shards + decisions) stands in for a curation run; tests/pipeline applies a real one."""
+    import pandas as pd
+    import yaml
+
+    from pipeline.apply import apply_decisions
+    from pipeline.config import CurateConfig
+
+    run = tmp_path / "run"
+    keys = write_shards(run / "shards", 5, per_shard=2, num_frames=4)
+    status = ["accepted", "rejected", "accepted", "rejected", "accepted"]
+    rows = [dict(video_id=k[:-5], clip_index=None, key=None, status="accepted") for k in keys]
+    rows += [dict(video_id=k[:-5], clip_index=0, key=k, status=s) for k, s in zip(keys, status)]
+    df = pd.DataFrame(rows)
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    df.to_parquet(run / "decisions.parquet", index=False)
+    local = Path(__file__).resolve().parents[2] / "configs" / "curate" / "local.yaml"
+    cfg = CurateConfig.from_dict(yaml.safe_load(local.read_text()))
+    summary = apply_decisions(run, cfg)
+    out = run / f"shards_{cfg.config_hash()}"
+    assert summary["kept"] == 3 and summary["dropped"] == 2 and sorted(p.name for p in out.iterdir()) == [
+        "apply.json", "clips-000000.tar", "config.yaml", "decisions.parquet"]
+    pairs = list(PairDataset(out, tiny_config(), seed=0, resample=False))
+    assert sorted(p["key"] for p in pairs) == [k for k, s in zip(keys, status) if s == "accepted"]
+    assert all(p["target"].shape[0] == 4 for p in pairs)

@@ -5,6 +5,7 @@ since Ray start-up is the slow part on two cores.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -160,6 +161,105 @@ def test_rethreshold_rewrites_decisions_and_lists_shard_changes(first_run, tmp_p
     assert not (new["clip_index"].notna() & new["status"].eq("accepted")).any()
     assert (new.loc[new["clip_index"].notna() & new["status"].eq("rejected"), "stage"] == "motion").all()
     assert (out / "rethreshold_changes.csv").is_file() and (out / "report" / "funnel.csv").is_file()
+
+
+def shard_members(shard_dir: Path) -> dict[str, bytes]:
+    """Every tar member of every shard in shard_dir: `KEY.EXT` → bytes."""
+    import tarfile
+
+    out = {}
+    for url in list_shards(str(shard_dir)):
+        with tarfile.open(url) as tar:
+            out.update((m.name, tar.extractfile(m).read()) for m in tar.getmembers())
+    return out
+
+
+def test_rethreshold_apply_writes_a_shard_set_of_exactly_the_accepted_clips(first_run, tmp_path, capsys):
+    """`--rethreshold --apply` on a real run: a new shard set with exactly the clips the new thresholds
+    accept (member bytes copied), its own decisions that `shards verify --decisions` passes, the
+    original shards untouched, and the clips that would be newly accepted but were never cut counted."""
+    from pipeline.curate import main
+    from shards.cli import main as shards_main
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(first_run[0], run_dir)
+    before = shard_members(run_dir / "shards")
+    old = pd.read_parquet(run_dir / "decisions.parquet").set_index("key")
+    clips = old[old["clip_index"].notna()]
+    was = clips.index[clips["status"].eq("accepted")]
+    hard_cut = clips.index[clips["reason"].eq("hard_cut")]  # newly accepted below, never cut
+    assert len(hard_cut) == 1 and clips.loc[was, "motion_deg_s"].min() < clips.loc[hard_cut[0], "motion_deg_s"]
+    # a motion floor between the slowest accepted clip and the hard-cut clip: drops at least that one
+    floor = (clips.loc[was, "motion_deg_s"].min() + clips.loc[hard_cut[0], "motion_deg_s"]) / 2
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    data["thresholds"]["clip"]["motion"][0]["reject_if"]["motion_deg_s"]["below"] = float(floor)
+    data["thresholds"]["clip"]["cuts"][0]["reject_if"]["cut_prob"]["above"] = 2.0  # never a cut
+    new_yaml = tmp_path / "new.yaml"
+    new_yaml.write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    assert main(["--config", str(new_yaml), "--output", str(run_dir), "--rethreshold", "--apply"]) == 0
+    printed = capsys.readouterr().out
+
+    new = pd.read_parquet(run_dir / "decisions.parquet")
+    now = set(new.loc[new["clip_index"].notna() & new["status"].eq("accepted"), "key"])
+    kept, dropped, never_cut = now & set(was), set(was) - now, now - set(was)
+    assert kept and dropped and never_cut == set(hard_cut)
+    out = run_dir / f"shards_{CurateConfig.from_dict(data).config_hash()}"
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".tar")) == [
+        "apply.json", "config.yaml", "decisions.parquet"]
+    keys = [s.key for s in iter_samples(str(out), strict=True)]
+    assert sorted(keys) == sorted(kept)
+    copied = shard_members(out)
+    assert copied == {k: v for k, v in before.items() if k.split(".")[0] in kept}  # the same bytes, json included
+    assert shard_members(run_dir / "shards") == before  # the original set is never modified
+    # the printed lines: where, kept / dropped, and the one line about clips never cut
+    assert f"apply: {len(kept)} clips kept in 1 shards in {out}, {len(dropped)} dropped" in printed
+    assert f"apply: {len(never_cut)} clips (and 0 videos never cut into clips) are accepted" in printed
+    assert json.loads((out / "apply.json").read_text())["not_in_shards"] == len(never_cut)
+    # the new set's decisions: the kept clips accepted in their new shards; the never-cut one not accepted
+    applied = pd.read_parquet(out / "decisions.parquet").set_index("key")
+    assert set(applied.index[applied["status"].eq("accepted") & applied["clip_index"].notna()]) == kept
+    assert applied.loc[hard_cut[0], ["status", "stage", "reason"]].tolist() == ["rejected", "apply", "not_in_shards"]
+    assert set(applied.loc[list(kept), "shard"]) == {p.name for p in out.glob("*.tar")}
+    # shards verify --decisions: the new set passes (mp4s decoded); the old shards hold the dropped clips
+    assert shards_main(["verify", str(out), "--decisions", str(out / "decisions.parquet")]) == 0
+    capsys.readouterr()
+    assert shards_main(["verify", str(run_dir / "shards"), "--quick", "--decisions", str(run_dir / "decisions.parquet")]) == 1
+    found = {line.split("\t")[1]: line.split("\t")[2] for line in capsys.readouterr().out.strip().splitlines()}
+    assert sorted(found) == sorted(dropped | never_cut)
+    assert all("decided rejected at motion/low_flow" in found[k] for k in dropped)
+    assert all(found[k] == "accepted in the decisions, in no shard" for k in never_cut)
+    # applying again to the same place is refused (exit 2, one line); --apply-out goes elsewhere
+    assert main(["--config", str(new_yaml), "--output", str(run_dir), "--rethreshold", "--apply"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["--config", str(new_yaml), "--output", str(run_dir), "--rethreshold", "--apply-out",
+                 str(tmp_path / "elsewhere")]) == 0
+    assert shard_members(tmp_path / "elsewhere") == copied
+
+
+def test_apply_refuses_keys_that_do_not_match_their_rows(first_run, tmp_path, capsys):
+    """Keys come back from a file a user may edit: an accepted row whose key is not
+    `{video_id}_{clip_index:04d}` (a path, another clip's key) stops apply with one line, exit 2,
+    and nothing is written."""
+    from pipeline.apply import apply_decisions
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(first_run[0], run_dir)
+    cfg = CurateConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    good = pd.read_parquet(run_dir / "decisions.parquet")
+    accepted = good.index[good["clip_index"].notna() & good["status"].eq("accepted")]
+    for bad_key, why in [("../../etc/passwd", "expected"), (good.at[accepted[1], "key"], "expected")]:
+        df = good.copy()
+        df.at[accepted[0], "key"] = bad_key
+        df.to_parquet(run_dir / "decisions.parquet", index=False)
+        with pytest.raises(ValueError, match=why):
+            apply_decisions(run_dir, cfg)
+        assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(("shards_", ".shards_"))) == []
+    df = good.copy()
+    df.at[accepted[0], "video_id"] = "../x"
+    df.to_parquet(run_dir / "decisions.parquet", index=False)
+    with pytest.raises(ValueError, match="refusing to build a path"):
+        apply_decisions(run_dir, cfg)
 
 
 @pytest.mark.slow

@@ -115,3 +115,65 @@ def test_report_of_a_run_without_any_clip(tmp_path):
     write_report(tmp_path, df, {})
     tp = pd.read_csv(tmp_path / "report" / "throughput.csv").set_index("stage")
     assert tp.loc["download", "rows"] == 1
+
+
+def small_run(run_dir, samples: dict[str, tuple[bytes, float]]) -> None:
+    """A run directory by hand: one shard holding `samples` (key → (json bytes, motion score)) and
+    decisions with one video row and one clip row per key (the clip's motion score decides it)."""
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from shards.video import encode_mp4
+
+    mp4 = encode_mp4(np.zeros((4, 32, 64, 3), np.uint8), fps=8)
+    (run_dir / "shards").mkdir(parents=True)
+    with tarfile.open(run_dir / "shards" / "clips-000000.tar", "w") as tar:
+        for key, (meta, _) in samples.items():
+            for ext, data in (("mp4", mp4), ("json", meta)):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    rows = [dict(video_id=v, clip_index=None, key=None, status="accepted", stage="", reason="", detail="",
+                 motion_deg_s=None)
+            for v in sorted({k[:-5] for k in samples})]
+    rows += [dict(video_id=k[:-5], clip_index=int(k[-4:]), key=k, status="accepted", stage="", reason="", detail="",
+                  motion_deg_s=m, shard="clips-000000.tar") for k, (_, m) in samples.items()]
+    df = pd.DataFrame(rows)
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    df.to_parquet(run_dir / "decisions.parquet", index=False)
+
+
+def clip_json(key: str) -> bytes:
+    from shards.schema import ClipMeta
+
+    return ClipMeta(video_id=key[:-5], clip_index=int(key[-4:]), source="hand", start_s=0.0, end_s=0.5, fps=8.0,
+                    num_frames=4, width=64, height=32, config_hash="hand").to_json()
+
+
+def test_apply_on_a_hand_made_run_leftovers_and_a_bad_source_sample(tmp_path, capsys):
+    """No Ray: --rethreshold --apply keeps the clip that passes local.yaml's motion rule, drops the
+    other, removes a `.partial` left by a killed apply; a source sample that the reader rejects stops
+    apply with one line naming shard and key (exit 2), leaving no new directory behind."""
+    run_dir = tmp_path / "run"
+    small_run(run_dir, {"a_0000": (clip_json("a_0000"), 10.0), "a_0001": (clip_json("a_0001"), 0.1)})
+    out = run_dir / f"shards_{CurateConfig.from_dict(yaml.safe_load(LOCAL.read_text())).config_hash()}"
+    leftover = run_dir / f".{out.name}.partial"
+    leftover.mkdir()
+    (leftover / "clips-000000.tar").write_bytes(b"half a shard of a killed apply")
+    assert main(["--config", str(LOCAL), "--output", str(run_dir), "--rethreshold", "--apply"]) == 0
+    assert "apply: 1 clips kept in 1 shards" in capsys.readouterr().out and not leftover.exists()
+    from shards.reader import iter_samples
+
+    assert [s.key for s in iter_samples(str(out), strict=True)] == ["a_0000"]
+
+    bad = tmp_path / "bad"
+    small_run(bad, {"b_0000": (clip_json("b_0000"), 10.0), "b_0001": (b'{"video_id": "b"', 10.0)})
+    assert main(["--config", str(LOCAL), "--output", str(bad), "--rethreshold", "--apply"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clips-000000.tar: sample b_0001: json: not valid JSON" in err[0], err
+    assert sorted(p.name for p in bad.iterdir() if "shards_" in p.name) == []
+    with pytest.raises(SystemExit) as e:  # --apply alone: a usage error
+        main(["--config", str(LOCAL), "--output", str(bad), "--apply"])
+    assert e.value.code == 2 and "go with --rethreshold" in capsys.readouterr().err

@@ -127,3 +127,68 @@ def test_installed_console_script(tmp_path, write_shards):
     assert done.returncode == 0 and "verified 2 shard(s), 3 sample(s): OK" in done.stderr
     helped = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and all(c in helped.stdout for c in ("ls", "stats", "show", "verify", "export"))
+
+
+def write_decisions(path, rows):
+    """A decisions.parquet with the columns `verify --decisions` reads (pipeline/decisions.py writes
+    them; plus a score, as a real file has): one video row (key null), then the clip rows."""
+    import pandas as pd
+
+    video = dict(video_id="vid", clip_index=None, key=None, status="accepted", stage="", reason="", shard=None)
+    clips = [dict(video_id=k.rsplit("_", 1)[0], clip_index=int(k.rsplit("_", 1)[1]), key=k, status=status,
+                  stage=stage, reason=reason, shard=shard) for k, status, stage, reason, shard in rows]
+    df = pd.DataFrame([video] + clips).assign(motion_deg_s=1.5)
+    df["clip_index"] = df["clip_index"].astype("Int64")
+    df.to_parquet(path, index=False)
+    return path
+
+
+def test_verify_against_decisions(tmp_path, write_shards, capsys):
+    root = tmp_path / "s"
+    write_shards(root, 4, per_shard=2)  # clips-000000 (vid_0000, vid_0001), clips-000001 (vid_0002, vid_0003)
+    ok = [(f"vid_{i:04d}", "accepted", "", "", f"clips-00000{i // 2}.tar") for i in range(4)]
+    decisions = write_decisions(tmp_path / "ok.parquet", ok)
+    code, out, err = run(capsys, "verify", root, "--quick", "--decisions", decisions)
+    assert (code, out) == (0, "") and "4 sample(s) against 4 accepted clip(s)" in err and err.rstrip().endswith("OK")
+
+    write_shards(root, 1, prefix="more")  # a second vid_0000, in more-000000.tar (after clips-*)
+    decisions = write_decisions(tmp_path / "decisions.parquet", [
+        ok[0], ok[1],
+        ("vid_0002", "rejected", "motion", "low_flow", None),  # dropped by a rethreshold, still in a shard
+        # vid_0003: no row at all
+        ("vid_0009", "accepted", "", "", "clips-000009.tar"),  # accepted, never written
+    ])
+    code, out, err = run(capsys, "verify", root, "--quick", "--decisions", decisions)
+    rows = [line.split("\t") for line in out.strip().splitlines()]
+    assert code == 1 and all(len(r) == 3 for r in rows)
+    found = {(Path(shard).name, key): what for shard, key, what in rows}
+    assert "duplicate key (also in" in found[("more-000000.tar", "vid_0000")]
+    assert "decided rejected at motion/low_flow" in found[("clips-000001.tar", "vid_0002")]
+    assert "no decision for this key" in found[("clips-000001.tar", "vid_0003")]
+    assert found[("decisions.parquet", "vid_0009")] == "accepted in the decisions, in no shard"
+    assert len(rows) == 4 and "4 problem(s)" in err
+
+    # a decisions row whose shard is not where the key is; a key that is not a key
+    bad = write_decisions(tmp_path / "bad.parquet", ok[:3] + [("vid_0003", "accepted", "", "", "clips-000000.tar"),
+                                                             ("../x\tz_0001", "accepted", "", "", None)])
+    code, out, _ = run(capsys, "verify", root / "clips-000001.tar", "--quick", "--decisions", bad)
+    rows = [line.split("\t") for line in out.strip().splitlines()]
+    assert code == 1 and all(len(r) == 3 for r in rows), out
+    found = {(Path(shard).name, key): what for shard, key, what in rows}
+    assert "puts it in shard clips-000000.tar" in found[("clips-000001.tar", "vid_0003")]
+    assert "is not a sample key" in found[("bad.parquet", "-")]
+    assert "in no shard" in found[("bad.parquet", "vid_0000")]
+
+
+def test_verify_decisions_bad_file(tmp_path, write_shards, capsys):
+    write_shards(tmp_path / "s", 1)
+    code, _, err = run(capsys, "verify", tmp_path / "s", "--quick", "--decisions", tmp_path / "nope.parquet")
+    assert code == 2 and "nope.parquet: no such file" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    code, _, err = run(capsys, "verify", tmp_path / "s", "--quick", "--decisions", tmp_path / "junk.parquet")
+    assert code == 2 and "junk.parquet: not a parquet file" in err and len(err.strip().splitlines()) == 1
+    import pandas as pd
+
+    pd.DataFrame({"video_id": ["vid"]}).to_parquet(tmp_path / "other.parquet")
+    code, _, err = run(capsys, "verify", tmp_path / "s", "--quick", "--decisions", tmp_path / "other.parquet")
+    assert code == 2 and "no key, status column" in err

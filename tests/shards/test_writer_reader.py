@@ -1,3 +1,4 @@
+import json
 import shutil
 import tarfile
 
@@ -69,6 +70,35 @@ def test_writer_rejects_bad_input_and_drops_shard_on_error(tmp_path, mp4_bytes, 
                 writer.write("vid_0000", mp4_bytes, make_meta(), jpg=b"j")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []  # nothing reported complete, nothing left behind
+
+
+def test_write_members_copies_member_bytes_as_they_are(tmp_path, write_shards, mp4_bytes, jpg_bytes, make_meta):
+    """Samples copied out of one shard into another (`--rethreshold --apply`): the same member bytes,
+    json included, and the same checks as the reader before anything is written."""
+    write_shards(tmp_path / "a", 3, per_shard=2)
+    with tarfile.open(tmp_path / "a" / "clips-000000.tar") as tar:
+        original = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    spaced = json.dumps(make_meta("vid", 1), indent=3).encode()  # json bytes unlike the writer's own
+    with ShardWriter(tmp_path / "b", max_samples=1) as w:
+        w.write_members("vid_0000", {e: original[f"vid_0000.{e}"] for e in ("mp4", "json", "jpg")})
+        w.write_members("vid_0001", {"mp4": original["vid_0001.mp4"], "json": spaced})  # jpg is optional
+        for key, members, why in [
+            ("vid_0000", {"mp4": mp4_bytes, "json": original["vid_0000.json"]}, "already written"),
+            ("vid_0002", {"mp4": mp4_bytes, "json": original["vid_0000.json"]}, "not the sample key"),
+            ("vid_0002", {"mp4": mp4_bytes}, "missing member"),
+            ("vid_0002", {"mp4": mp4_bytes, "json": b"{", "jpg": jpg_bytes}, "not valid JSON"),
+            ("vid_0002", {"mp4": mp4_bytes, "json": original["vid_0000.json"], "txt": b"x"}, "unexpected member"),
+            ("../vid_0002", {"mp4": mp4_bytes, "json": original["vid_0000.json"]}, "sample key"),
+        ]:
+            with pytest.raises(ValueError, match=why):
+                w.write_members(key, members)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["clips-000000.tar", "clips-000001.tar"]
+    with tarfile.open(tmp_path / "b" / "clips-000000.tar") as tar:
+        assert {m.name: tar.extractfile(m).read() for m in tar.getmembers()} == {
+            k: v for k, v in original.items() if k.startswith("vid_0000.")}
+    with tarfile.open(tmp_path / "b" / "clips-000001.tar") as tar:
+        assert tar.extractfile("vid_0001.json").read() == spaced and tar.getnames() == ["vid_0001.mp4", "vid_0001.json"]
+    assert [s.key for s in iter_samples(tmp_path / "b", strict=True)] == ["vid_0000", "vid_0001"]
 
 
 def test_reader_never_reads_tmp(tmp_path, write_shards):
