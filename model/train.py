@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from model import edm
 from model.config import TrainConfig
-from model.data import PairDataset, pack_for_loader, signed_unit, to_uint8, unpack_batch
+from model.data import PairDataset, pack_for_loader, unpack_batch
+from model.frames import signed_unit, to_uint8
 from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
                            condition_noise_mask, drop_conditions, enable_temporal_checkpointing, encode_target,
                            load_svd, noisy_condition, sample_sigma_cond, unet_fn, vae_decode, vae_encode)
