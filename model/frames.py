@@ -3,8 +3,10 @@ perspective size that matches a panorama's pixel density, and the mask outline d
 
 Training pairs (`model.data`), the trainer's validation samples (`model.train`), generation
 (`model.generate`) and the demo use these; none of them is about training pairs, so they live here
-rather than in `model.data`. `pipeline/` needs none of them (its own conversions are of [0, 1]
-floats), so DESIGN.md's layers put them in `model/`, not below it.
+rather than in `model.data`. They stay in `model/` rather than below it (DESIGN.md's layers):
+`pipeline/` uses none of them. It has two one-line conversions of its own, `synthetic.to_uint8`
+(from [0, 1] floats, not these [−1, 1] tensors) and the LPIPS filter's uint8 → [−1, 1]
+(`to_signed_unit`'s arithmetic); sharing that one line would put torch into `shards/`, which has none.
 
 Layouts: numpy frames are (T,H,W,3) uint8; torch pixels are (…,C,H,W), uint8 or float in [−1, 1].
 """
