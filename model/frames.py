@@ -6,7 +6,8 @@ Training pairs (`model.data`), the trainer's validation samples (`model.train`),
 rather than in `model.data`. They stay in `model/` rather than below it (DESIGN.md's layers):
 `pipeline/` uses none of them. It has two one-line conversions of its own, `synthetic.to_uint8`
 (from [0, 1] floats, not these [−1, 1] tensors) and the LPIPS filter's uint8 → [−1, 1]
-(`to_signed_unit`'s arithmetic); sharing that one line would put torch into `shards/`, which has none.
+(`to_signed_unit`'s arithmetic); sharing that one line would make `shards/` import torch for pixels
+(today it only asks torch.distributed for the rank, lazily).
 
 Layouts: numpy frames are (T,H,W,3) uint8; torch pixels are (…,C,H,W), uint8 or float in [−1, 1].
 """
