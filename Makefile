@@ -42,13 +42,13 @@ demo: $(STAMP)
 	$(PY) -m pipeline.synthetic --out $(DEMO)/heldout --seed 1 --count 4 --size 256x128 --seconds 3
 	rm -rf $(DEMO)/heldout/shards $(DEMO)/eval
 	$(PY) -m model.demo heldout --corpus $(DEMO)/heldout --out $(DEMO)/heldout/shards
-	$(PY) -m model.protocol --shards $(DEMO)/heldout/shards --out $(DEMO)/eval/protocol \
+	$(PY) -m model.eval.protocol --shards $(DEMO)/heldout/shards --out $(DEMO)/eval/protocol \
 		--config configs/train/demo.yaml --simulated 1
 	$(PY) -m model.demo evaluate --config configs/train/demo.yaml --protocol $(DEMO)/eval/protocol \
 		--train-shards $(DEMO)/curate/shards --trained $(DEMO)/train --untrained $(DEMO)/svd --out $(DEMO)/eval
 	# a 12-frame perspective clip of an unseen scene, with its exact poses and ground truth
 	rm -rf $(DEMO)/generate
-	$(PY) -m model.protocol --shards $(DEMO)/heldout/shards --out $(DEMO)/generate/clip \
+	$(PY) -m model.eval.protocol --shards $(DEMO)/heldout/shards --out $(DEMO)/generate/clip \
 		--config configs/train/demo.yaml --frames 12 --limit 1 --seed 1
 	$(PY) -m model.generate --model $(DEMO)/train --input $(DEMO)/generate/clip/input/$(CLIP).mp4 \
 		--poses $(DEMO)/generate/clip/input/$(CLIP).json --output $(DEMO)/generate --steps 10 --guidance 1,1

@@ -1,4 +1,4 @@
-"""Evaluation cost per video: each metric of `python -m model.evaluate` on one 25-frame panorama.
+"""Evaluation cost per video: each metric of `python -m model.eval.evaluate` on one 25-frame panorama.
 
     .venv/bin/python bench/evaluate.py [--height 256] [--frames 25] [--repeats 3] [--device cpu]
         [--musiq-frames 2] [--musiq PATH]
@@ -28,10 +28,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from geometry import equirect_to_perspective, simulate_trajectory, TrajectoryConfig  # noqa: E402
-from model.evaluate import every_nth, visible_masks  # noqa: E402
+from model.eval.evaluate import every_nth, visible_masks  # noqa: E402
 from model.poses import Poses  # noqa: E402
-from model.lines import detect_lines, draw_great_circles, great_circle_normal, line_consistency  # noqa: E402
-from model.metrics import ImagingQualityScorer, LPIPSMetric, motion_smoothness, psnr, square_views  # noqa: E402
+from model.eval.lines import detect_lines, draw_great_circles, great_circle_normal, line_consistency  # noqa: E402
+from model.eval.metrics import ImagingQualityScorer, LPIPSMetric, motion_smoothness, psnr, square_views  # noqa: E402
 from shards.video import decode_frames, write_mp4  # noqa: E402
 
 

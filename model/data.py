@@ -67,6 +67,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from geometry import (TrajectoryConfig, circular_shift, equirect_to_perspective, perspective_to_equirect,
                       simulate_trajectory)
+from model.frames import channels_first, native_render_hw, outlined, resize_frames, to_uint8
 from shards.reader import iter_samples, list_shards
 from shards.video import decode_frames, probe, sample_indices
 
@@ -173,19 +174,6 @@ def solid_angle(fov_deg: Sequence[float]) -> float:
     return float(4.0 * np.arcsin(np.sin(h / 2) * np.sin(v / 2)))
 
 
-def native_render_hw(fov_deg: Sequence[float], equi_hw: tuple[int, int], scale: float = 1.0) -> tuple[int, int]:
-    """Perspective size whose pixels at the view centre are as dense as the equirect's (× scale).
-
-    A pinhole image of width w spans 2·tan(h/2) focal lengths, so w pixels over that match the
-    equirect's W/2π pixels per radian when w = W/2π · 2·tan(h/2).
-    """
-    h, v = np.radians(np.asarray(fov_deg, dtype=np.float64))
-    H, W = equi_hw
-    pw = W / (2 * math.pi) * 2 * math.tan(h / 2) * scale
-    ph = H / math.pi * 2 * math.tan(v / 2) * scale
-    return max(8, int(math.ceil(ph))), max(8, int(math.ceil(pw)))
-
-
 def clip_frame_indices(num_available: int, src_fps: float, config: PairConfig, rng: np.random.Generator,
                        name: str = "clip") -> np.ndarray:
     """T frame indices at `config.fps` from a random whole-frame start that keeps all T in the clip."""
@@ -199,28 +187,6 @@ def load_frames(mp4: bytes, rng: np.random.Generator, config: PairConfig, name: 
     info = probe(mp4)
     indices = clip_frame_indices(info.num_frames, info.fps, config, rng, name)
     return decode_frames(mp4, indices=indices, size=(config.width, config.height))
-
-
-def to_signed_unit(frames: np.ndarray) -> torch.Tensor:
-    """(T,H,W,C) uint8 → (T,C,H,W) float32 in [−1, 1] (contiguous)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    out = torch.empty(x.shape, dtype=torch.float32)  # one allocation: the layout change and the
-    out.copy_(x)                                     # cast are a single pass, the scaling in place
-    return out.mul_(1 / 127.5).sub_(1.0)
-
-
-def channels_first(frames: np.ndarray) -> torch.Tensor:
-    """(T,H,W,C) uint8 → (T,C,H,W) uint8 (contiguous): how pixels cross process boundaries,
-    a quarter of float32; `signed_unit` makes the [−1, 1] floats where they are used."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
-
-
-def signed_unit(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 pixels (any layout) → float in [−1, 1], the inverse of `to_uint8`'s rounding; float
-    input is returned as it is (cast to dtype)."""
-    if x.dtype == torch.uint8:
-        return x.to(dtype).mul_(1 / 127.5).sub_(1.0)
-    return x.to(dtype)
 
 
 def pack_for_loader(pair: dict[str, Any]) -> dict[str, Any]:
@@ -244,18 +210,6 @@ def unpack_batch(batch: dict[str, Any]) -> dict[str, Any]:
     shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=bits.device)
     out["mask"] = ((bits.unsqueeze(-1) >> shifts) & 1).flatten(-2)[..., :width].bool()
     return out
-
-
-def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize (T,H,W,3) uint8 frames to hw: area filter when shrinking, bilinear when enlarging."""
-    import cv2
-
-    h, w = hw
-    if frames.shape[1:3] == (h, w):
-        return frames
-    shrink = h * w < frames.shape[1] * frames.shape[2]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in frames])
 
 
 def view_aligned_condition(target: np.ndarray, yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray,
@@ -291,7 +245,7 @@ def make_pair(frames: np.ndarray, rng: np.random.Generator, config: PairConfig,
     """One training pair from (T,H,W,3) uint8 equirect frames (already at the config's size).
 
     Random draws, in this order: circular shift, trajectory and FoV, context mode, colour gains. Returns tensors
-    (see docs/CONTRACTS.md "model.data"): target, condition (T,3,H,W) uint8 (`signed_unit` → [−1,1];
+    (see docs/CONTRACTS.md "model.data"): target, condition (T,3,H,W) uint8 (`model.frames.signed_unit` → [−1,1];
     condition 0 = −1 outside the mask); mask (T,1,H,W) bool; pers (T,3,s,s) uint8; yaw, pitch, roll
     (T,) and fov (2,) degrees; context (bool) and context_frames (S when context, else 0; those
     frames are fully visible and clean); shift (degrees the panorama was rolled by). uint8 and
@@ -479,35 +433,6 @@ class PairDataset(IterableDataset):
 
 
 # -------------------------------------------------------------------------------------- preview
-OUTLINE_RGB = (255, 40, 40)
-
-
-def mask_outline(mask: np.ndarray) -> np.ndarray:
-    """Boundary pixels of a (H,W) bool equirect mask; wraps at the seam so it draws no false edge there."""
-    m = mask.astype(bool)
-    inner = m.copy()
-    for axis, shift in ((1, 1), (1, -1)):
-        inner &= np.roll(m, shift, axis=axis)  # longitude wraps
-    inner[1:] &= m[:-1]
-    inner[:-1] &= m[1:]
-    edge = m & ~inner
-    return edge | np.roll(edge, 1, axis=1) | np.roll(edge, -1, axis=1)  # 2 px wide so it shows
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(…,C,H,W) float in [−1,1] (or uint8) → (…,H,W,C) uint8 (the inverse of `to_signed_unit`)."""
-    if x.dtype == torch.uint8:
-        return x.detach().cpu().movedim(-3, -1).contiguous().numpy()
-    return ((x.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).numpy()
-
-
-def outlined(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(T,H,W,3) uint8 frames with each frame's (T,H,W) mask boundary drawn in OUTLINE_RGB (a copy)."""
-    out = frames.copy()
-    for t in range(len(out)):
-        out[t][mask_outline(mask[t])] = OUTLINE_RGB
-    return out
-
 
 def preview_frames(pair: dict[str, Any]) -> np.ndarray:
     """(T, H, W_total, 3) uint8: target | condition with mask outline | perspective input."""

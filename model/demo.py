@@ -8,11 +8,11 @@
         --out out/demo/generate/demo.png
 
 `heldout`: the valid videos of a synthetic corpus made with another seed (scenes training never
-saw; `labels.csv` says which are valid) packed into a WebDataset shard, so `model.protocol` can
+saw; `labels.csv` says which are valid) packed into a WebDataset shard, so `model.eval.protocol` can
 draw evaluation videos from them like from any held-out shards.
 
-`evaluate`: on every video of a `model.protocol` directory, three methods, each scored by
-`model.evaluate` twice (inside the directions the input shows — the paper's masked metrics —
+`evaluate`: on every video of a `model.eval.protocol` directory, three methods, each scored by
+`model.eval.evaluate` twice (inside the directions the input shows — the paper's masked metrics —
 and over the whole panorama):
 - trained: `model.generate` with the trained UNet (the run directory), exact protocol poses;
 - untrained: the same with the random UNet the training started from;
@@ -87,7 +87,7 @@ def latitude_mean(urls: Sequence[str], height: int, width: int) -> np.ndarray:
 
 def baseline_panorama(pers: np.ndarray, poses, height: int, row_mean: np.ndarray) -> np.ndarray:
     """The condition canvas, unseen pixels filled with `row_mean` of their latitude: (N, H, 2H, 3) uint8."""
-    from model.data import resize_frames
+    from model.frames import resize_frames
     from model.generate import condition_canvas
 
     canvas, mask = condition_canvas(pers, poses, height)
@@ -101,7 +101,7 @@ def protocol_names(protocol: Path) -> list[str]:
     gt = protocol / "gt"
     names = sorted(p.stem for p in gt.glob("*.mp4"))
     if not names:
-        raise ValueError(f"--protocol {protocol}: no videos in {gt} (run python -m model.protocol first)")
+        raise ValueError(f"--protocol {protocol}: no videos in {gt} (run python -m model.eval.protocol first)")
     return names
 
 
@@ -132,7 +132,7 @@ def baseline_all(protocol: Path, out: Path, row_mean: np.ndarray, height: int) -
 
 
 def score(pred: Path, protocol: Path, mask: str, method: str) -> dict:
-    from model.evaluate import EvalConfig, evaluate, write_report
+    from model.eval.evaluate import EvalConfig, evaluate, write_report
 
     report = evaluate(pred, protocol / "gt", EvalConfig(mask=mask), method)
     write_report(report, pred.parent / f"report_{mask}")
@@ -169,7 +169,7 @@ def evaluate_demo(config: Path, protocol: Path, train_shards: Sequence[str], tra
     table = table_markdown(rows)
     note = (f"{rows['trained']['videos']} held-out synthetic clips ({protocol}), {data.height}×{data.width}, "
             f"{data.num_frames} frames; masked = directions the input shows (union over frames), "
-            f"whole = every pixel; LPIPS as model.evaluate computes it (random AlexNet trunk without weights).")
+            f"whole = every pixel; LPIPS as model.eval.evaluate computes it (random AlexNet trunk without weights).")
     (out / "table.md").write_text(table + "\n" + note + "\n")
     (out / "table.json").write_text(json.dumps({"rows": rows, "protocol": str(protocol), "steps": steps,
                                                 "guidance": guidance, "seconds": round(time.perf_counter() - t0, 1)},
@@ -197,7 +197,7 @@ def _upscale(image: np.ndarray, height: int) -> np.ndarray:
 def preview_image(pers: np.ndarray, condition: np.ndarray, panorama: np.ndarray, gt: np.ndarray, mask: np.ndarray,
                   rows: int = 4, panel_height: int = 192) -> tuple[np.ndarray, dict]:
     """Rows of frames: input | condition canvas | generated | ground truth, upscaled; and the PSNRs."""
-    from model.metrics import psnr
+    from model.eval.metrics import psnr
 
     union = mask.any(0)
     figures = {"masked_psnr": psnr(panorama, gt, union), "whole_psnr": psnr(panorama, gt, None),
@@ -222,10 +222,10 @@ def preview_image(pers: np.ndarray, condition: np.ndarray, panorama: np.ndarray,
 
 def preview(generated: Path, gt_video: Path, out: Path, rows: int = 4) -> dict:
     """The demo preview of a `model.generate` output directory against its ground truth: a
-    `model.protocol` gt video, in the frame of the poses the generation was given (`--poses`)."""
+    `model.eval.protocol` gt video, in the frame of the poses the generation was given (`--poses`)."""
     import cv2
 
-    from model.data import resize_frames
+    from model.frames import resize_frames
     from shards.video import decode_frames, probe, sample_indices
 
     summary = json.loads((generated / "generation.json").read_text())
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     h.add_argument("--out", required=True)
     e = sub.add_parser("evaluate", help="trained / untrained / baseline on a protocol directory: one table")
     e.add_argument("--config", required=True, help="the train config (sizes)")
-    e.add_argument("--protocol", required=True, help="directory written by python -m model.protocol")
+    e.add_argument("--protocol", required=True, help="directory written by python -m model.eval.protocol")
     e.add_argument("--train-shards", nargs="+", required=True, help="training shards (the baseline's mean colours)")
     e.add_argument("--trained", required=True, help="train run directory")
     e.add_argument("--untrained", required=True, help="SVD directory whose random UNet training started from")
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--guidance", default="1,1", help="guidance MIN,MAX of generation")
     v = sub.add_parser("preview", help="input | condition | generated | ground truth, upscaled, with PSNRs")
     v.add_argument("--generated", required=True, help="a model.generate output directory")
-    v.add_argument("--gt", required=True, help="ground-truth equirect video in the poses' frame (model.protocol gt/)")
+    v.add_argument("--gt", required=True, help="ground-truth equirect video in the poses' frame (model.eval.protocol gt/)")
     v.add_argument("--out", required=True, help="PNG to write")
     v.add_argument("--rows", type=int, default=4)
     args = p.parse_args(argv)

@@ -53,7 +53,7 @@ def sample_windows(clips: list[np.ndarray], n: int, T: int, rng: np.random.Gener
                    black_prob: float = 0.3) -> torch.Tensor:
     """n windows of T consecutive frames (B·T, 3, H, W) in [−1, 1], each circularly shifted by a
     random amount and, with probability black_prob, with a random black box (canvas-like edges)."""
-    from model.data import to_signed_unit
+    from model.frames import to_signed_unit
 
     out = []
     for _ in range(n):
@@ -82,7 +82,7 @@ def reconstruct(vae, frames: torch.Tensor, T: int) -> torch.Tensor:
 @torch.no_grad()
 def clip_psnr(vae, clips: list[np.ndarray], T: int) -> list[float]:
     """Reconstruction PSNR (dB, pixels in [0, 1]) of each clip's frames, in windows of T."""
-    from model.data import to_signed_unit
+    from model.frames import to_signed_unit
 
     vae.eval()
     out = []

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from model import edm
-from model.data import native_render_hw, outlined, resize_frames, to_signed_unit, to_uint8
+from model.frames import native_render_hw, outlined, resize_frames, to_signed_unit, to_uint8
 from shards.video import MAX_FRAME_PIXELS, MAX_VIDEO_PIXELS
 
 log = logging.getLogger("model.generate")

@@ -6,8 +6,10 @@
     torchrun --nproc_per_node 2 model/train.py --config configs/train/tiny.yaml   # 2 CPU ranks (gloo)
     … --resume latest   # continue step, data position, EMA, optimiser and lr schedule
 
-Read top to bottom: config → distributed set-up → model → data → DeepSpeed engine → loop
-(batch → EDM loss → step → EMA → log / checkpoint / validate) → final UNet `save_pretrained`.
+`main` reads as its phases, each a function below it: config and input checks → `start_run`
+(distributed set-up, run directory) → `build_model` → `build_engine` (DeepSpeed) → `resume` →
+`build_data` → the loop, written out in `main` (batch → EDM loss → step → EMA, then `log_window` /
+`write_checkpoint` / `validate_ema`) → `save_final` (the UNet's `save_pretrained`).
 Every random draw of step k on rank r comes from a generator seeded by (seed, k, r, micro-step),
 so a resumed run takes exactly the draws the uninterrupted run would have taken.
 """
@@ -22,6 +24,7 @@ import shutil
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -36,7 +39,8 @@ from tqdm import tqdm
 
 from model import edm
 from model.config import TrainConfig
-from model.data import PairDataset, pack_for_loader, signed_unit, to_uint8, unpack_batch
+from model.data import PairDataset, pack_for_loader, unpack_batch
+from model.frames import signed_unit, to_uint8
 from model.network import (SVD, added_time_ids, build_tiny_svd, check_svd_dir, check_unet_dir, clip_embeddings,
                            condition_noise_mask, drop_conditions, enable_temporal_checkpointing, encode_target,
                            load_svd, noisy_condition, sample_sigma_cond, unet_fn, vae_decode, vae_encode)
@@ -451,26 +455,34 @@ def check_inputs(cfg: TrainConfig) -> tuple[list[str], list[str]]:
     return train_urls, val_urls
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    args = parse_args(argv)
-    cfg = TrainConfig.load(args.config, args.overrides)
-    train_urls, val_urls = check_inputs(cfg)
-    stale = check_run_dir(Path(cfg.run_dir), args.resume, args.overwrite)
-    check_resume_world(Path(cfg.run_dir) / CKPT_DIR, resolve_resume(args.resume, Path(cfg.run_dir) / CKPT_DIR),
-                       int(os.environ.get("WORLD_SIZE", 1)))
+# --------------------------------------------------------------------------- phases, in main's order
+@dataclass
+class Run:
+    """Where this process stands once distributed set-up is done: what every phase below needs."""
+
+    rank: int
+    world: int
+    device: torch.device
+    dtype: torch.dtype  # bf16 on GPU (train.precision auto), else fp32
+    run_dir: Path
+    ckpt_dir: Path
+    ds_config: dict
+    resume_tag: str | None
+
+
+def start_run(cfg: TrainConfig, resume: str | None, stale: list[Path]) -> Run:
+    """Distributed set-up, precision, and the run directory: --overwrite's removals by rank 0 (the
+    others wait), then config.yaml written."""
     # large, changing activation shapes fragment the CUDA caching allocator; set before CUDA starts
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    rank, world, local_rank, device = setup_distributed()
+    rank, world, _, device = setup_distributed()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
-    import deepspeed
-
     t, run_dir = cfg.train, Path(cfg.run_dir)
-    ckpt_dir = run_dir / CKPT_DIR
     bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    ds_config = deepspeed_config(cfg, world, bf16)
-    resume_tag = resolve_resume(args.resume, ckpt_dir)
+    run = Run(rank=rank, world=world, device=device, dtype=torch.bfloat16 if bf16 else torch.float32,
+              run_dir=run_dir, ckpt_dir=run_dir / CKPT_DIR, ds_config=deepspeed_config(cfg, world, bf16),
+              resume_tag=resolve_resume(resume, run_dir / CKPT_DIR))
     if rank == 0:
         for path in stale:  # --overwrite: the previous run's checkpoints and UNets
             log.warning("--overwrite: removing %s", path)
@@ -480,22 +492,27 @@ def main(argv: Sequence[str] | None = None) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         import yaml
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return run
 
-    # --- model: a real SVD directory, or a tiny random one written once by rank 0
+
+def build_model(cfg: TrainConfig, run: Run) -> SVD:
+    """A real SVD directory, or a tiny random one written once by rank 0; the UNet set to train,
+    with gradient checkpointing as the config asks."""
     torch.manual_seed(cfg.seed)
     svd_dir = cfg.model.pretrained
     if svd_dir is None:
-        svd_dir = run_dir / "tiny_svd"
-        if rank == 0 and not (svd_dir / "model_index.json").is_file():
+        svd_dir = run.run_dir / "tiny_svd"
+        if run.rank == 0 and not (svd_dir / "model_index.json").is_file():
             build_tiny_svd(svd_dir, block_out_channels=tuple(cfg.model.tiny_block_out_channels),
                            cross_attention_dim=cfg.model.tiny_cross_attention_dim,
                            vae_block_out_channels=tuple(cfg.model.tiny_vae_block_out_channels),
                            num_frames=cfg.data.num_frames, seed=cfg.seed)
         dist.barrier()
-    svd = load_svd(svd_dir, unet_path=cfg.model.unet, dtype=torch.float32, device=device, variant=cfg.model.variant)
-    if dtype != torch.float32:
-        svd.vae.to(dtype)
-        svd.image_encoder.to(dtype)
+    svd = load_svd(svd_dir, unet_path=cfg.model.unet, dtype=torch.float32, device=run.device,
+                   variant=cfg.model.variant)
+    if run.dtype != torch.float32:
+        svd.vae.to(run.dtype)
+        svd.image_encoder.to(run.dtype)
     unet = svd.unet
     unet.train()
     if cfg.model.gradient_checkpointing:
@@ -505,10 +522,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if cfg.data.height % (8 * svd.vae_scale) or cfg.data.width % (8 * svd.vae_scale):
         log.info("data size %d×%d is not a multiple of the UNet's 8 × VAE factor %d: the UNet interpolates",
                  cfg.data.height, cfg.data.width, svd.vae_scale)
+    return svd
 
-    # --- optimiser, schedule, DeepSpeed engine (ZeRO-2)
+
+def build_engine(cfg: TrainConfig, unet: torch.nn.Module, run: Run):
+    """Optimiser (AdamW; DeepSpeed's CPU Adam with optimizer offload), warm-up schedule, and the
+    DeepSpeed engine (ZeRO-2) around the UNet. Returns (engine, scheduler)."""
+    import deepspeed
+
     params = [p for p in unet.parameters() if p.requires_grad]
-    offload = ds_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") == "cpu"
+    offload = run.ds_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") == "cpu"
     o = cfg.optim
     if offload:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
@@ -518,44 +541,135 @@ def main(argv: Sequence[str] | None = None) -> Path:
         optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(o.warmup_steps))
     engine, optimizer, _, scheduler = deepspeed.initialize(model=unet, optimizer=optimizer,
-                                                           lr_scheduler=scheduler, config=ds_config)
-    ema = ShardedEMA(engine.module)  # fp32, sharded like the master, off the GPU with optimizer offload
+                                                           lr_scheduler=scheduler, config=run.ds_config)
+    return engine, scheduler
 
-    # --- resume: weights, optimiser, schedule (DeepSpeed), then step, data position, EMA
-    step, positions, start_epoch = 0, {}, 0
-    if resume_tag is not None:
-        _, client = engine.load_checkpoint(str(ckpt_dir), tag=resume_tag)
-        step = int(client["step"])
-        if client.get("world_size") == world and client.get("num_workers") == t.num_workers:
-            positions = {int(k): tuple(v) for k, v in client["positions"].items()}
-        else:  # positions are per global worker: with another layout, start a fresh epoch instead
-            start_epoch = 1 + max((int(e) for e, _ in client["positions"].values()), default=-1)
-            log.warning("resuming with a different world size / num_workers: data restarts at epoch %d",
-                        start_epoch)
-        full = torch.load(ckpt_dir / resume_tag / "ema.pt", map_location="cpu", mmap=True, weights_only=True)
-        ema = ShardedEMA(engine.module, full)  # each rank takes its fragments
-        del full
-        log.info("resumed from %s at step %d", ckpt_dir / resume_tag, step)
 
-    # --- data: this rank's pair stream from the recorded positions
-    dataset = PairDataset(train_urls, cfg.data, seed=cfg.seed, rank=rank, world_size=world, resample=True)
+def resume(engine, cfg: TrainConfig, run: Run) -> tuple[int, dict, int, ShardedEMA]:
+    """Weights, optimiser and schedule (DeepSpeed's checkpoint), then step, data positions and the
+    EMA; a fresh run starts at step 0 with the EMA at the initial weights. Returns (step,
+    positions, first epoch of workers without a position, EMA)."""
+    if run.resume_tag is None:
+        return 0, {}, 0, ShardedEMA(engine.module)  # fp32, sharded like the master, off the GPU with offload
+    _, client = engine.load_checkpoint(str(run.ckpt_dir), tag=run.resume_tag)
+    step, positions, start_epoch = int(client["step"]), {}, 0
+    if client.get("world_size") == run.world and client.get("num_workers") == cfg.train.num_workers:
+        positions = {int(k): tuple(v) for k, v in client["positions"].items()}
+    else:  # positions are per global worker: with another layout, start a fresh epoch instead
+        start_epoch = 1 + max((int(e) for e, _ in client["positions"].values()), default=-1)
+        log.warning("resuming with a different world size / num_workers: data restarts at epoch %d",
+                    start_epoch)
+    full = torch.load(run.ckpt_dir / run.resume_tag / "ema.pt", map_location="cpu", mmap=True, weights_only=True)
+    ema = ShardedEMA(engine.module, full)  # each rank takes its fragments
+    log.info("resumed from %s at step %d", run.ckpt_dir / run.resume_tag, step)
+    return step, positions, start_epoch, ema
+
+
+def build_data(cfg: TrainConfig, run: Run, urls: list[str], positions: dict, start_epoch: int) -> Iterator[dict]:
+    """This rank's endless batches of packed pairs, each worker from its recorded position."""
+    dataset = PairDataset(urls, cfg.data, seed=cfg.seed, rank=run.rank, world_size=run.world, resample=True)
     dataset.set_epoch(start_epoch)
+    t = cfg.train
     loader = DataLoader(ResumableStream(dataset, positions), batch_size=t.micro_batch_size,
                         num_workers=t.num_workers, persistent_workers=False,
                         prefetch_factor=t.prefetch_factor if t.num_workers else None)
-    batches = iter(loader)
-    val_pairs: list[dict] = []
-    if rank == 0 and val_urls and t.val_every > 0:
-        val_ds = PairDataset(val_urls, cfg.data.replace(shuffle_buffer=1), seed=cfg.seed + 1, resample=False)
-        for pair in val_ds:
-            val_pairs.append(pair)
-            if len(val_pairs) >= t.val_clips:
-                break
+    return iter(loader)
 
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(run_dir / "tb"))
+
+def validation_pairs(cfg: TrainConfig, run: Run, urls: list[str]) -> list[dict]:
+    """Rank 0's first train.val_clips held-out pairs (shard order, seed + 1); none elsewhere."""
+    pairs: list[dict] = []
+    if run.rank == 0 and urls and cfg.train.val_every > 0:
+        val_ds = PairDataset(urls, cfg.data.replace(shuffle_buffer=1), seed=cfg.seed + 1, resample=False)
+        for pair in val_ds:
+            pairs.append(pair)
+            if len(pairs) >= cfg.train.val_clips:
+                break
+    return pairs
+
+
+def open_writer(run: Run):
+    """TensorBoard on rank 0 (run_dir/tb); None on the other ranks."""
+    if run.rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(run.run_dir / "tb"))
+
+
+def log_window(writer, window: dict[str, list], step: int, p_mean: float, cfg: TrainConfig, engine, scheduler,
+               world: int, elapsed: float) -> None:
+    """The losses and σs since the last log: mean loss, loss per σ bin, lr, gradient norm,
+    samples/s and P_mean, to TensorBoard (rank 0)."""
+    if writer is None:
+        return
+    losses, sigmas = np.array(window["loss"]), np.array(window["sigma"])
+    writer.add_scalar("loss", losses.mean(), step)
+    edges = edm.sigma_bin_edges(p_mean, cfg.edm.p_std, cfg.train.sigma_bins)
+    bins = np.digitize(sigmas, edges)
+    for b in range(cfg.train.sigma_bins):
+        if (bins == b).any():
+            writer.add_scalar(f"loss_sigma_bin/{b}", losses[bins == b].mean(), step)
+    writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
+    gn = engine.get_global_grad_norm()
+    if gn is not None:
+        writer.add_scalar("grad_norm", float(gn), step)
+    writer.add_scalar("samples_per_s", len(losses) * world / max(elapsed, 1e-9), step)
+    writer.add_scalar("p_mean", p_mean, step)
+
+
+def write_checkpoint(engine, ema: ShardedEMA, positions: dict, step: int, cfg: TrainConfig, run: Run) -> None:
+    """Every rank's data positions merged, then `save_checkpoint` with the full EMA (collective)."""
+    gathered = [None] * run.world
+    dist.all_gather_object(gathered, positions)
+    merged = {k: v for part in gathered for k, v in part.items()}
+    client = {"step": step, "positions": merged, "world_size": run.world, "num_workers": cfg.train.num_workers}
+    save_checkpoint(engine, ema.full(run.device), run.ckpt_dir, step, client, cfg.train.keep_last, run.rank)
+
+
+def validate_ema(engine, ema: ShardedEMA, svd: SVD, val_pairs: list[dict], cfg: TrainConfig, step: int, run: Run,
+                 writer) -> None:
+    """Samples from the EMA weights: every rank gathers the EMA (collective); rank 0, which holds
+    the pairs, swaps it into the UNet, writes the samples and swaps the raw weights back."""
+    ema_full = ema.full(run.device)
+    if not val_pairs:
+        return
+    unet_module = engine.module
+    unet_module.eval()
+    raw = swap_in(unet_module, ema_full)
+    paths = validate(unet_module, svd, val_pairs, cfg, step, run.device, run.dtype, writer)
+    swap_in(unet_module, raw)
+    unet_module.train()
+    log.info("validation samples: %s", ", ".join(str(p) for p in paths))
+
+
+def save_final(engine, ema: ShardedEMA, run: Run, writer) -> None:
+    """The UNet for generation, fp32 from the master (not the bf16 module): EMA weights in unet/,
+    the raw last weights in unet_raw/ (both collectives, then written by rank 0)."""
+    master, ema_full = gather_full(engine.module, None, run.device), ema.full(run.device)
+    if run.rank == 0:
+        save_unet_fp32(engine.module, master, run.run_dir / "unet_raw")
+        save_unet_fp32(engine.module, ema_full, run.run_dir / "unet")
+        writer.close()
+        log.info("final UNet (EMA) saved to %s", run.run_dir / "unet")
+    dist.barrier()
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(argv)
+    cfg = TrainConfig.load(args.config, args.overrides)
+    train_urls, val_urls = check_inputs(cfg)  # every input checked before any work
+    stale = check_run_dir(Path(cfg.run_dir), args.resume, args.overwrite)
+    check_resume_world(Path(cfg.run_dir) / CKPT_DIR, resolve_resume(args.resume, Path(cfg.run_dir) / CKPT_DIR),
+                       int(os.environ.get("WORLD_SIZE", 1)))
+    run = start_run(cfg, args.resume, stale)
+    svd = build_model(cfg, run)
+    engine, scheduler = build_engine(cfg, svd.unet, run)
+    step, positions, start_epoch, ema = resume(engine, cfg, run)
+    batches = build_data(cfg, run, train_urls, positions, start_epoch)
+    val_pairs = validation_pairs(cfg, run, val_urls)
+    writer = open_writer(run)
+
+    t, rank, device, dtype = cfg.train, run.rank, run.device, run.dtype
     lat_h, lat_w = cfg.data.height // svd.vae_scale, cfg.data.width // svd.vae_scale
     lat_weight = edm.latitude_weight(lat_h, lat_w, cfg.data.weight_kind, cfg.data.weight_delta).to(device)
     accum = engine.gradient_accumulation_steps()
@@ -584,55 +698,17 @@ def main(argv: Sequence[str] | None = None) -> Path:
         bar.set_postfix(loss=f"{np.mean(window['loss'][-accum * t.micro_batch_size:]):.4f}")
 
         if step % t.log_every == 0 or step == t.steps:
-            elapsed = time.perf_counter() - t_log
-            if writer is not None:
-                losses, sigmas = np.array(window["loss"]), np.array(window["sigma"])
-                writer.add_scalar("loss", losses.mean(), step)
-                edges = edm.sigma_bin_edges(p_mean, cfg.edm.p_std, t.sigma_bins)
-                bins = np.digitize(sigmas, edges)
-                for b in range(t.sigma_bins):
-                    if (bins == b).any():
-                        writer.add_scalar(f"loss_sigma_bin/{b}", losses[bins == b].mean(), step)
-                writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
-                gn = engine.get_global_grad_norm()
-                if gn is not None:
-                    writer.add_scalar("grad_norm", float(gn), step)
-                writer.add_scalar("samples_per_s", len(losses) * world / max(elapsed, 1e-9), step)
-                writer.add_scalar("p_mean", p_mean, step)
-            window = {"loss": [], "sigma": []}
-            t_log = time.perf_counter()
-
+            log_window(writer, window, step, p_mean, cfg, engine, scheduler, run.world, time.perf_counter() - t_log)
+            window, t_log = {"loss": [], "sigma": []}, time.perf_counter()
         if step % t.ckpt_every == 0 or step == t.steps:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, positions)
-            merged = {k: v for part in gathered for k, v in part.items()}
-            save_checkpoint(engine, ema.full(device), ckpt_dir, step, {"step": step, "positions": merged, "world_size": world,
-                                                          "num_workers": t.num_workers}, t.keep_last, rank)
-
+            write_checkpoint(engine, ema, positions, step, cfg, run)
         if t.val_every > 0 and (step % t.val_every == 0 or step == t.steps) and cfg.val_shards:
-            ema_full = ema.full(device)  # collective: every rank takes part
-        if t.val_every > 0 and (step % t.val_every == 0 or step == t.steps) and val_pairs:
-            unet_module = engine.module
-            unet_module.eval()
-            raw = swap_in(unet_module, ema_full)
-            paths = validate(unet_module, svd, val_pairs, cfg, step, device, dtype, writer)
-            swap_in(unet_module, raw)
-            unet_module.train()
-            log.info("validation samples: %s", ", ".join(str(p) for p in paths))
+            validate_ema(engine, ema, svd, val_pairs, cfg, step, run, writer)
         if dist.is_initialized():
             dist.barrier()  # validation runs on rank 0 only; the others wait here
     bar.close()
-
-    # --- final UNet for generation, fp32 from the master (not the bf16 module): EMA weights in
-    # unet/, the raw last weights in unet_raw/ (both collectives, then written by rank 0)
-    master, ema_full = gather_full(engine.module, None, device), ema.full(device)
-    if rank == 0:
-        save_unet_fp32(engine.module, master, run_dir / "unet_raw")
-        save_unet_fp32(engine.module, ema_full, run_dir / "unet")
-        writer.close()
-        log.info("final UNet (EMA) saved to %s", run_dir / "unet")
-    dist.barrier()
-    return run_dir
+    save_final(engine, ema, run, writer)
+    return run.run_dir
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def test_decode_budget_per_video_and_streamed_resize(tmp_path):
 
 # ---------------------------------------------------------------------- evaluate: declared sizes
 def _protocol_like(tmp_path, width=64, height=32, lines=None, frames=4):
-    """gt/v.mp4 + gt/v.json (+ v.lines.json) and pred/v.mp4, as model.protocol writes them."""
+    """gt/v.mp4 + gt/v.json (+ v.lines.json) and pred/v.mp4, as model.eval.protocol writes them."""
     from shards.video import write_mp4
 
     gt, pred = tmp_path / "gt", tmp_path / "pred"
@@ -70,13 +70,13 @@ def _protocol_like(tmp_path, width=64, height=32, lines=None, frames=4):
 
 def test_evaluate_refuses_huge_declared_input(cli, tmp_path):
     gt, pred = _protocol_like(tmp_path, width=10**6, height=10**6)
-    ran = cli("-m", "model.evaluate", "--pred", pred, "--gt", gt, "--lpips-random", "--out", tmp_path / "r")
+    ran = cli("-m", "model.eval.evaluate", "--pred", pred, "--gt", gt, "--lpips-random", "--out", tmp_path / "r")
     assert_error(ran, "v.json", "1000000×1000000", "over the limit")
 
 
 def test_evaluate_refuses_zero_width_lines_file(cli, tmp_path):
     gt, pred = _protocol_like(tmp_path, lines={"width": 0, "height": 32, "frames": {"0": [[0, 0, 10, 10]]}})
-    ran = cli("-m", "model.evaluate", "--pred", pred, "--gt", gt, "--lpips-random", "--out", tmp_path / "r")
+    ran = cli("-m", "model.eval.evaluate", "--pred", pred, "--gt", gt, "--lpips-random", "--out", tmp_path / "r")
     assert_error(ran, "v.lines.json", "'width' must be an int")
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.data import (PairConfig, PairDataset, signed_unit, assign_shards, clip_frame_indices, load_frames, main,
-                        make_pair, native_render_hw, shuffle_buffer, solid_angle, view_aligned_condition,
-                        OUTLINE_RGB)
+from model.data import (PairConfig, PairDataset, assign_shards, clip_frame_indices, load_frames, main, make_pair,
+                        shuffle_buffer, solid_angle, view_aligned_condition)
+from model.frames import OUTLINE_RGB, native_render_hw, signed_unit
 from shards.video import encode_mp4, probe
 from shards.writer import ShardWriter
 

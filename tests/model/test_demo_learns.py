@@ -51,10 +51,10 @@ def free_port() -> int:
 def masked_scores(svd_dir: Path, unet_dir: Path | None, config, pairs, roll: int = 0) -> float:
     """Masked PSNR (union of the input's directions) of generated panoramas vs their targets;
     `roll` turns the condition canvas by that many pixels first (a misaligned condition)."""
-    from model.data import to_uint8
+    from model.frames import to_uint8
     from model.edm import karras_sigmas
     from model.generate import GenerateConfig, guided_denoiser, guidance_ramp, sample_latents
-    from model.metrics import psnr
+    from model.eval.metrics import psnr
     from model.network import added_time_ids, clip_embeddings, encode_condition, load_svd, vae_decode
 
     svd = load_svd(svd_dir, unet_path=unet_dir)
@@ -77,8 +77,8 @@ def masked_scores(svd_dir: Path, unet_dir: Path | None, config, pairs, roll: int
 
 def latitude_mean_psnr(train_pairs, pairs) -> float:
     """Inside the mask, the best a model blind to the condition does: the mean colour per latitude."""
-    from model.data import to_uint8
-    from model.metrics import psnr
+    from model.frames import to_uint8
+    from model.eval.metrics import psnr
 
     rows = np.mean([to_uint8(p["target"]).astype(np.float64).mean(axis=(0, 2)) for p in train_pairs], axis=0)
     scores = []

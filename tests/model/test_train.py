@@ -116,7 +116,7 @@ def test_condition_noise_only_inside_the_mask_and_not_on_context_frames(shards_d
     visible in context-aware pairs) are the clean target frames. On a real DataLoader batch."""
     from torch.utils.data import DataLoader
 
-    from model.data import signed_unit
+    from model.frames import signed_unit
     from model.train import condition_pixels, step_generator
 
     cfg = TrainConfig.load(REPO / "configs" / "train" / "tiny.yaml",

@@ -11,14 +11,14 @@ For one (clip, trajectory):
 1. T frames of the clip at the data config's fps and equirect size (`model.data.load_frames`,
    from a start drawn from a seed tied to the clip key, so protocols are reproducible).
 2. The perspective input rendered from the clip along the trajectory at the panorama's own pixel
-   density (`model.data.native_render_hw`, sizes rounded up to even for H.264).
+   density (`model.frames.native_render_hw`, sizes rounded up to even for H.264).
 3. Alignment to the first frame (default): the generator places the first input frame at the
    canvas centre (view-based frame alignment, §3.3), so the ground truth is the clip rotated by
    the first pose (`geometry.rotate_equirect`, one bilinear resampling) and the poses become
    R_0ᵀ·R_k (`model.poses.Poses.relative_to_first`). `--no-align` keeps the clip and the absolute
    poses (exact, no resampling; the input then starts wherever the trajectory does).
 4. Optional line annotations (`--annotate-lines N`): up to N Hough lines of the input view at the
-   first and middle frames (`model.lines.detect_lines`), an automatic stand-in for the paper's
+   first and middle frames (`model.eval.lines.detect_lines`), an automatic stand-in for the paper's
    manual annotation of videos with prominent lines (lanes, sidewalks); a hand-made file in the
    same format can replace it.
 
@@ -33,7 +33,7 @@ Layout written (docs/evaluation.md):
 
 NAME = {clip key}_sim{j} or {clip key}_real_{poses file stem}.
 
-    python -m model.protocol --shards HELD_OUT_SHARDS --out DIR [--config train.yaml]
+    python -m model.eval.protocol --shards HELD_OUT_SHARDS --out DIR [--config train.yaml]
         [--simulated N] [--poses a.json b.json …] [--limit K] [--annotate-lines N] [--seed S]
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-log = logging.getLogger("model.protocol")
+log = logging.getLogger("model.eval.protocol")
 
 __all__ = ["ProtocolVideo", "render_input", "align_to_first", "protocol_videos", "build_protocol",
            "annotate_lines", "load_video_meta", "main"]
@@ -95,7 +95,7 @@ def _even_up(n: int) -> int:
 def render_input(frames: np.ndarray, yaw, pitch, roll, fov_deg, scale: float = 1.0) -> np.ndarray:
     """Perspective frames (T, h, w, 3) along a trajectory, at the panorama's pixel density."""
     from geometry import equirect_to_perspective
-    from model.data import native_render_hw
+    from model.frames import native_render_hw
 
     h, w = native_render_hw(fov_deg, frames.shape[1:3], scale)
     return equirect_to_perspective(frames, tuple(fov_deg), yaw=yaw, pitch=pitch, roll=roll,
@@ -116,7 +116,7 @@ def annotate_lines(pers: np.ndarray, max_lines: int, frames: Sequence[int] | Non
     """Automatic line annotations of an input video: Hough lines at the first and middle frames.
 
     Returns the lines JSON: {"width", "height", "source", "frames": {"t": [[x1, y1, x2, y2], …]}}."""
-    from model.lines import detect_lines
+    from model.eval.lines import detect_lines
 
     frames = sorted({0, len(pers) // 2}) if frames is None else frames
     found = {}
@@ -224,7 +224,7 @@ def load_video_meta(path: str | Path) -> dict:
     """Read a protocol video's poses JSON (NAME.json), checked: fov_deg, yaw/pitch/roll, width, height."""
     from model.poses import Poses, read_poses_json
 
-    d = read_poses_json(path, missing="no poses file beside the ground truth (written by model.protocol)")
+    d = read_poses_json(path, missing="no poses file beside the ground truth (written by model.eval.protocol)")
     poses = Poses.from_dict(d, name=str(path))
     from shards.video import MAX_FRAME_PIXELS
 
@@ -241,7 +241,7 @@ def load_video_meta(path: str | Path) -> dict:
 
 # ---------------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.protocol", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m model.eval.protocol", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", nargs="+", required=True, help="held-out shards: files, directories or globs")
     p.add_argument("--out", required=True, help="protocol directory to write")

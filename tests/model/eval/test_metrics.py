@@ -1,4 +1,4 @@
-"""Metrics (model.metrics) on constructed cases: masked PSNR against known noise, LPIPS with the
+"""Metrics (model.eval.metrics) on constructed cases: masked PSNR against known noise, LPIPS with the
 real `lpips` module (random trunk: no weights can be downloaded), the Fréchet distance against
 closed forms, the motion-smoothness proxy, the four square views and the aesthetic scorer with a
 tiny random CLIP loaded through `from_pretrained`."""
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.metrics import (AestheticScorer, I3DFeatures, LPIPSMetric, frechet_distance, fvd, masked_mse,
+from model.eval.metrics import (AestheticScorer, I3DFeatures, LPIPSMetric, frechet_distance, fvd, masked_mse,
                            motion_smoothness, psnr, square_views)
 
 
@@ -193,7 +193,7 @@ def test_aesthetic_scorer_with_a_tiny_clip(tmp_path):
 
 # ------------------------------------------------------------- imaging quality (MUSIQ, pyiqa)
 def test_resize_longer_side_is_vbench_longer_mode():
-    from model.metrics import resize_longer_side
+    from model.eval.metrics import resize_longer_side
 
     big = torch.randint(0, 256, (1, 3, 300, 1000), dtype=torch.uint8)
     out = resize_longer_side(big)
@@ -237,7 +237,7 @@ def test_imaging_quality_loads_local_weights_offline_and_matches_vbench(musiq_ch
     Resize to longer side 512 → /255 → MUSIQ one frame at a time → mean / 100."""
     from torchvision import transforms
 
-    from model.metrics import ImagingQualityScorer
+    from model.eval.metrics import ImagingQualityScorer
 
     path, net = musiq_checkpoint
     scorer = ImagingQualityScorer(path, batch_size=2)
@@ -260,7 +260,7 @@ def test_imaging_quality_is_deterministic_and_depends_on_content(musiq_checkpoin
     """A random network judges nothing, but its score is a fixed function of the frames: a
     textured and a flat frame score differently, and scoring a frame alone or in a batch (whose
     other frame differs) gives the same value."""
-    from model.metrics import ImagingQualityScorer
+    from model.eval.metrics import ImagingQualityScorer
 
     scorer = ImagingQualityScorer(musiq_checkpoint[0], batch_size=2)
     textured = (textured_video(t=1, h=48, w=48, seed=6) * 255).astype(np.uint8)
@@ -274,7 +274,7 @@ def test_imaging_quality_is_deterministic_and_depends_on_content(musiq_checkpoin
 
 def test_imaging_quality_rejects_bad_weights(tmp_path):
     pytest.importorskip("pyiqa.archs.musiq_arch", reason="pyiqa not installed")
-    from model.metrics import ImagingQualityScorer
+    from model.eval.metrics import ImagingQualityScorer
 
     with pytest.raises(FileNotFoundError, match="--musiq: .*missing.pth is not a file"):
         ImagingQualityScorer(tmp_path / "missing.pth")

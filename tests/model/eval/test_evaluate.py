@@ -1,4 +1,4 @@
-"""Protocol and evaluation end to end (model.protocol, model.evaluate): two synthetic 360° clips with
+"""Protocol and evaluation end to end (model.eval.protocol, model.eval.evaluate): two synthetic 360° clips with
 straight lines in shards → perspective inputs along a simulated and a given trajectory with the
 ground truth beside them → the evaluation command, on the ground truth itself, on degraded copies
 and on the tiny model's generations. Everything is written under tmp_path."""
@@ -11,10 +11,10 @@ import yaml
 
 from geometry import equirect_to_perspective
 from model.data import PairConfig
-from model.evaluate import EvalConfig, evaluate, main as evaluate_main
-from model.lines import draw_great_circles, great_circle_normal
+from model.eval.evaluate import EvalConfig, evaluate, main as evaluate_main
+from model.eval.lines import draw_great_circles, great_circle_normal
 from model.poses import Poses
-from model.protocol import build_protocol, load_video_meta, main as protocol_main
+from model.eval.protocol import build_protocol, load_video_meta, main as protocol_main
 from shards.video import decode_frames, encode_mp4, write_mp4
 from shards.writer import ShardWriter
 
@@ -132,7 +132,7 @@ def test_psnr_counts_only_visible_directions(protocol_dir, tmp_path):
 
     def blank_outside(name, frames):
         meta = load_video_meta(protocol_dir / "gt" / f"{name}.json")
-        from model.evaluate import visible_masks
+        from model.eval.evaluate import visible_masks
         mask = visible_masks(meta, frames.shape[1:3], len(frames)).any(0)
         return np.where(mask[None, ..., None], frames, 0).astype(np.uint8)
 

@@ -6,7 +6,7 @@ VBench [25] motion smoothness / imaging / aesthetic quality on four square views
 back, left) extracted from the panorama, because VBench is designed for perspective video.
 Imaging quality is VBench's own recipe: pyiqa's MUSIQ with the SPAQ weights, frames resized so
 the longer side is ≤ 512, score / 100 averaged over frames.
-Geometric consistency (line consistency, EA-score) lives in `model/lines.py`.
+Geometric consistency (line consistency, EA-score) lives in `model/eval/lines.py`.
 
 Every metric that needs pretrained weights takes them from a local path only (nothing can be
 downloaded here); the classes follow the Ray-Data-callable shape: load once in `__init__`,

@@ -1,4 +1,4 @@
-"""Line consistency (model.lines): EA-score on lines moved by known amounts, matching, the
+"""Line consistency (model.eval.lines): EA-score on lines moved by known amounts, matching, the
 rotation homography against `geometry`'s renderer, and Hough detection of lines drawn on the sphere."""
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geometry import equirect_to_perspective, rotation_matrix
-from model.lines import (LineConsistencyConfig, detect_lines, draw_great_circles, ea_score, great_circle_normal,
+from model.eval.lines import (LineConsistencyConfig, detect_lines, draw_great_circles, ea_score, great_circle_normal,
                          intrinsics, line_consistency, line_to_chord, match_lines, neighbour_cameras,
                          rotation_homography, segment_to_line, transfer_lines)
 
