@@ -107,6 +107,9 @@ def _alexnet_weights_path(backbone_weights: str | os.PathLike | None) -> Path | 
     return cached if cached.is_file() else None
 
 
+RANDOM_TRUNK_SEED = 0  # LPIPS without AlexNet weights: see LPIPSMetric
+
+
 class LPIPSMetric:
     """LPIPS (AlexNet, v0.1) averaged over the masked pixels of all frames.
 
@@ -128,7 +131,12 @@ class LPIPSMetric:
                           "trunk, values are NOT comparable to the paper's", stacklevel=2)
         with warnings.catch_warnings():  # lpips calls torchvision with the deprecated `pretrained=`
             warnings.simplefilter("ignore", UserWarning)
-            self.model = lpips.LPIPS(net="alex", spatial=True, pnet_rand=True, verbose=False)
+            # a random trunk drawn from a fixed seed: the same scores on every run and for every method
+            # compared in one table (unseeded, two runs of one model differed by 0.02), and the caller's
+            # global RNG left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_TRUNK_SEED)
+                self.model = lpips.LPIPS(net="alex", spatial=True, pnet_rand=True, verbose=False)
         if weights is not None:
             self._load_trunk(torch.load(weights, map_location="cpu", weights_only=True), weights)
         self.model = self.model.to(device).eval()

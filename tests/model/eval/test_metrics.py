@@ -85,6 +85,19 @@ def test_lpips_grows_with_the_distortion(lpips_metric):
     assert lpips_metric(large, gt, mask) == pytest.approx(d[:, :, :20].mean(), rel=1e-6)
 
 
+def test_lpips_random_trunk_is_the_same_in_every_instance(lpips_metric):
+    """Without AlexNet weights every run (and every method in one table) is scored by the same trunk,
+    whatever the global RNG holds, and the caller's RNG is left as it was."""
+    rng = np.random.default_rng(4)
+    gt = textured_video(h=64, w=64)
+    pred = np.clip(gt + rng.normal(0, 0.2, gt.shape), 0, 1)
+    torch.manual_seed(12345)
+    before = torch.random.get_rng_state()
+    other = LPIPSMetric(pnet_rand=True)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert other(pred, gt) == lpips_metric(pred, gt)
+
+
 def test_lpips_weights_path_must_be_a_torchvision_alexnet(tmp_path):
     with pytest.raises(FileNotFoundError, match="--lpips-weights"):
         LPIPSMetric(backbone_weights=tmp_path / "missing.pth")
