@@ -86,6 +86,12 @@ def init_ray(cfg: CurateConfig):
                  runtime_env={"env_vars": dict(WORKER_THREADS, PYTHONPATH=str(REPO))})
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress_bars
+    # small blocks: the plan stage's rows (a video's clip spans, a few KB each) are cut into
+    # blocks of about ray.block_kb, so a long video's clips spread over many tasks (chunks of
+    # clips) instead of one task cutting them all in turn; every clip row with its frames is then
+    # a block of its own, and no task holds more than a chunk's rows at once.
+    ctx.target_max_block_size = cfg.ray.block_kb * 1024
+    ctx.target_min_block_size = min(ctx.target_min_block_size, 1024)
     return ray
 
 
@@ -194,6 +200,26 @@ class WriteShards:
         return pd.DataFrame(out)
 
 
+class SpreadOverNodes:
+    """`ray_remote_args_fn` of the write stage: each write task to the next alive node with CPUs in
+    turn (soft: elsewhere when that node is gone), so shard writing — the I/O of every accepted
+    clip — is spread over the cluster rather than following wherever the data happens to be."""
+
+    def __init__(self, refresh: int = 64):
+        self.refresh, self.calls, self.nodes = refresh, 0, []
+
+    def __call__(self) -> dict:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if not self.nodes or self.calls % self.refresh == 0:
+            self.nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        self.calls += 1
+        if not self.nodes:
+            return {}
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(self.nodes[self.calls % len(self.nodes)], soft=True)}
+
+
 def pipeline(rows: list[dict], cfg: CurateConfig, cache_dir: str, shard_dir: Path, existing: dict[str, str],
              config_hash: str):
     """The one streaming Ray Dataset, manifest rows → rows of decisions (no barrier between the
@@ -229,7 +255,8 @@ def pipeline(rows: list[dict], cfg: CurateConfig, cache_dir: str, shard_dir: Pat
     ds = ds.drop_columns(["frames"])  # the clip's analysis frames: done with after pixels
     res = cfg.stage("write")
     return ds.map_batches(_run_stateless, fn_kwargs=dict(cls=WriteShards, args=(cfg, str(shard_dir), existing, config_hash)),
-                          batch_size=res.batch_size, batch_format="pandas", **_resources("write", cfg, False))
+                          batch_size=res.batch_size, batch_format="pandas", ray_remote_args_fn=SpreadOverNodes(),
+                          **_resources("write", cfg, False))
 
 
 def _row_dict(batch: pd.DataFrame):
