@@ -131,7 +131,8 @@ def stages(video: Path, cfg: CurateConfig, tmp: Path) -> list[tuple[str, float]]
         rows.append((name, time.perf_counter() - t0))
         return out
 
-    b = {"video_id": np.array([video.stem], dtype=object), "source": np.array([str(video)], dtype=object)}
+    b = {"video_id": np.array([video.stem], dtype=object), "source": np.array([str(video)], dtype=object),
+         "local_path": np.array([str(video)], dtype=object)}
     b = timed("sample (probe + 8 frames)", SampleFrames(cfg), b)
     intra = IntraFrameScores(cfg.filters.intra_frame)
     t0 = time.perf_counter()

@@ -111,7 +111,14 @@ class MotionFilterConfig:
 class CutsFilterConfig:
     device: str = "cpu"
     threads: int = 1
-    batch_windows: int = 8  # TransNetV2 windows (100 frames each) per forward pass
+    batch_windows: int = 1  # TransNetV2 windows (100 frames each) per forward pass: each adds ~70 MiB on a CPU
+    # the cheap first pass (pipeline/filters/cuts.py `quiet`): a 100-frame window whose mean
+    # absolute grey difference (0-255, at 48x27) stays below prefilter_step between consecutive
+    # frames and below prefilter_span_diff between frames prefilter_span apart skips TransNetV2
+    prefilter: bool = False
+    prefilter_step: float = 2.0
+    prefilter_span_diff: float = 4.0
+    prefilter_span: int = 24
 
 
 @dataclass

@@ -45,18 +45,44 @@ def small_frames(path: str, max_frames: int | None = None):
             yield frame.to_ndarray(format="rgb24", width=INPUT_HW[1], height=INPUT_HW[0], interpolation="AREA")
 
 
+def quiet(window: np.ndarray, max_step: float, max_span: float, span: int) -> bool:
+    """The cheap first pass: True when nothing in a 100-frame window (27×48) can be a transition —
+    the mean absolute grey difference between consecutive frames stays below max_step (a hard cut
+    jumps) and between frames `span` apart below max_span (a dissolve or fade changes the picture
+    over its length even when each step is small). Camera motion also raises both, so a moving
+    window goes to TransNetV2: the pass can only send too much, never skip a change."""
+    g = window.astype(np.int16).mean(axis=3)
+    if np.abs(np.diff(g, axis=0)).mean(axis=(1, 2)).max() >= max_step:
+        return False
+    return len(g) <= span or np.abs(g[span:] - g[:-span]).mean(axis=(1, 2)).max() < max_span
+
+
 class StreamingTransNet:
     """TransNetV2's windowing over a stream of frames (same windows as predict_frames, so the same
-    probabilities), `batch` windows per forward pass."""
+    probabilities), `batch` windows per forward pass. With `prefilter` (max_step, max_span, span),
+    a window the cheap first pass finds quiet is not run: its 50 frames get probability 0."""
 
-    def __init__(self, model, batch: int = 8):
-        self.model, self.batch = model, batch
+    def __init__(self, model, batch: int = 1, prefilter: tuple[float, float, int] | None = None):
+        self.model, self.batch, self.prefilter = model, batch, prefilter
+        self.windows_run = self.windows_skipped = 0
 
     @torch.no_grad()
     def _run(self, windows: list[np.ndarray], out: list[np.ndarray]) -> None:
-        x = torch.from_numpy(np.stack(windows)).to(self.model.device)
-        single, _ = self.model.predict_raw(x)
-        out.extend(single[:, PAD:PAD + STEP, 0].float().cpu().numpy())
+        slots = [None] * len(windows)
+        todo = []
+        for i, w in enumerate(windows):
+            if self.prefilter is not None and quiet(w, *self.prefilter):
+                slots[i] = np.zeros(STEP, np.float32)
+                self.windows_skipped += 1
+            else:
+                todo.append(i)
+        if todo:
+            x = torch.from_numpy(np.stack([windows[i] for i in todo])).to(self.model.device)
+            single, _ = self.model.predict_raw(x)
+            for i, probs in zip(todo, single[:, PAD:PAD + STEP, 0].float().cpu().numpy()):
+                slots[i] = probs
+            self.windows_run += len(todo)
+        out.extend(slots)
 
     def probs(self, frames) -> np.ndarray:
         buf: list[np.ndarray] = []
@@ -94,7 +120,8 @@ class VideoCuts:
     def __init__(self, cfg: CutsFilterConfig, download_cfg=None, cache_dir: str | None = None):
         torch.set_num_threads(max(1, cfg.threads))  # the actor's CPU share; see pipeline/curate.py
         device = cfg.device if cfg.device != "cuda" or torch.cuda.is_available() else "cpu"
-        self.net = StreamingTransNet(load_transnetv2(device), batch=cfg.batch_windows)
+        prefilter = (cfg.prefilter_step, cfg.prefilter_span_diff, cfg.prefilter_span) if cfg.prefilter else None
+        self.net = StreamingTransNet(load_transnetv2(device), batch=cfg.batch_windows, prefilter=prefilter)
         self.download_cfg, self.cache_dir = download_cfg, cache_dir
 
     def video_probs(self, path: str) -> np.ndarray:
