@@ -89,6 +89,15 @@ class PeakRSS(threading.Thread):
     def largest_worker(self) -> tuple[int, str]:
         return max(self.workers.values(), default=(0, ""))
 
+    def by_stage(self) -> dict[str, int]:
+        """Peak RSS per kind of worker (the last operator of its fused chain), largest first."""
+        out: dict[str, int] = {}
+        for rss, name in self.workers.values():
+            stage = name.split(" ")[0].split("->")[-1].rstrip(")").replace("MapBatches(", "").replace("Map(", "")
+            stage = stage.replace("ray::", "").replace("MapWorker(", "")
+            out[stage] = max(out.get(stage, 0), rss)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
 
 def whole_run(video: Path, config: str, sets: list[str], tmp: Path) -> dict:
     out = tmp / f"run-{video.stem}"
@@ -106,8 +115,9 @@ def whole_run(video: Path, config: str, sets: list[str], tmp: Path) -> dict:
         raise RuntimeError(f"curate.py failed on {video}:\n{log[-3000:]}")
     line = next((ln for ln in log.splitlines() if ln.startswith("curate:")), "")
     worker, name = mon.largest_worker()
+    per_stage = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in list(mon.by_stage().items())[:6])
     return dict(wall=wall, line=line, driver_mib=mon.driver / 2**20, worker_mib=worker / 2**20,
-                worker_name=name.split(" ")[0][:60])
+                worker_name=name.split(" ")[0][:60], per_stage=per_stage)
 
 
 def stages(video: Path, cfg: CurateConfig, tmp: Path) -> list[tuple[str, float]]:
@@ -190,7 +200,8 @@ def main() -> None:
                 r = whole_run(v, args.config, sets, tmp)
                 print(f"whole curate.py run: {r['wall']:.1f} s wall = {info.duration_s / r['wall']:.2f} source s per "
                       f"wall s = {r['wall'] / floor:.1f}x floor; peak RSS driver {r['driver_mib']:.0f} MiB, "
-                      f"largest worker {r['worker_mib']:.0f} MiB ({r['worker_name']})\n  {r['line']}", flush=True)
+                      f"largest worker {r['worker_mib']:.0f} MiB ({r['worker_name']})\n  workers' peak RSS by stage (MiB): "
+                      f"{r['per_stage']}\n  {r['line']}", flush=True)
             if not args.skip_stages:
                 print(f"{'stage (in-process, no Ray)':<58} {'wall s':>8} {'x floor':>8}")
                 for name, t in stages(v, cfg, tmp):
