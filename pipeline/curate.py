@@ -4,16 +4,17 @@
     ray job submit --working-dir . -- python pipeline/curate.py --config … --output /abs/RUN_DIR
     python pipeline/curate.py --config NEW.yaml --output RUN_DIR --rethreshold
 
-Two Ray Data passes over the manifest (videos already finished in RUN_DIR are skipped; videos
-that failed transiently — a 429, the bot check, a time-out — are redone):
-1. videos: download (task, a small CPU share) → probe + projection metadata + sample frames (task)
-   → pixel gate (task) → format (task, or a pool) →
-   intra-frame LPIPS (actor pool) → inter-frame variance (task) → thresholds (video level);
-2. clips of the surviving videos: cut + encode + decode analysis frames (task) → motion flow
-   (task) → cuts TransNetV2 (actor pool) → text rapidocr (actor pool) → pixels (task) →
-   thresholds (clip level) → accepted clips into shards (in this driver, one writer).
-A video's decisions are recorded only once all its accepted clips sit in complete shards, so a
-killed run restarted on the same RUN_DIR ends with every clip exactly once.
+One streaming Ray Data pipeline over the manifest (videos already finished in RUN_DIR are
+skipped; videos that failed transiently — a 429, the bot check, a time-out — are redone), with no
+barrier between the video and the clip level (see `pipeline()` and docs/curation.md):
+download → sample → video pixels → format → intra-frame LPIPS (actors) → inter-frame → video
+thresholds → cuts: TransNetV2 over every frame of the video (actors) → plan clip spans (fixed |
+cut_aware) → cut + encode one clip, analysis frames → motion → text rapidocr (actors) → pixels →
+write: clip thresholds and the accepted clips into shards, on the workers.
+The driver receives only small rows (decisions, keys, shard names); a video's decisions are
+recorded once its video row and all its clip rows are back (its clips then sit in committed
+shards), and the shards are reconciled with the decisions at the end, so a run killed anywhere
+(driver, worker, node) and restarted on the same RUN_DIR ends with every clip exactly once.
 Outputs: RUN_DIR/shards/, RUN_DIR/decisions.parquet, RUN_DIR/report/, RUN_DIR/config.yaml.
 Exit codes: 0 done; 2 bad config / arguments, RUN_DIR locked by another run, or a resume with a
 changed config (--allow-config-change to go on); 3 the download circuit breaker opened (the message

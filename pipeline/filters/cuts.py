@@ -19,7 +19,6 @@ import torch
 
 from ..config import CutsFilterConfig
 
-SCORES = ["cut_prob"]
 INPUT_HW = (27, 48)
 WINDOW, STEP, PAD = 100, 50, 25
 
