@@ -343,8 +343,10 @@ def reconcile_shards(shard_dir: Path, decisions: pd.DataFrame) -> dict:
     decision names (a task retried after a lost worker wrote it twice; a worker of a killed run
     committed a shard after the restart scanned the directory), is removed by rewriting that
     shard (atomically). Normally a no-op that only reads the tar headers."""
-    clips = decisions[decisions["clip_index"].notna() & decisions["status"].eq("accepted")]
-    home = dict(zip(clips["key"], clips["shard"]))
+    home = {}
+    if len(decisions) and {"key", "shard", "clip_index", "status"} <= set(decisions):  # no clip rows: no columns
+        clips = decisions[decisions["clip_index"].notna() & decisions["status"].eq("accepted")]
+        home = dict(zip(clips["key"], clips["shard"]))
     drops: dict[str, set[str]] = {}
     for key, shards in existing_shard_keys(shard_dir).items():
         for name in shards:

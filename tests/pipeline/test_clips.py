@@ -121,3 +121,11 @@ def test_cheap_first_pass_misses_no_cut_transnet_finds(corpus, cuts):
     # measured: hard cut 1 frame, dissolve_20 2, fade_black 3, dissolve_60 0 (TransNetV2's single
     # frame head does not fire on a 60-frame dissolve either); windows run 9, skipped 6
     assert fast.windows_skipped >= 3  # the still video's three windows, at least, never reach TransNetV2
+
+
+def test_reconcile_without_any_clip_rows(tmp_path):
+    """A run where every video failed before the clip level has no key / shard columns at all."""
+    from pipeline.curate import reconcile_shards
+
+    videos = pd.DataFrame([dict(video_id="v", clip_index=None, status="error")])
+    assert reconcile_shards(tmp_path, videos) == dict(shards_rewritten=0, clips_removed=0)
