@@ -1,117 +1,211 @@
-"""Curation stage benchmark: per-stage wall time and throughput against the decode floor.
+"""Curation benchmark: the whole `curate.py` run against the floor of decoding every source frame
+once, per-stage figures, and the peak memory of the driver and of the largest Ray worker.
 
-    .venv/bin/python bench/curate.py [--corpus DIR] [--sample PATH] [--config configs/curate/local.yaml]
+    .venv/bin/python bench/curate.py [--config configs/curate/local.yaml] [--minutes 2 20]
+                                     [--sample PATH] [--skip-stages] [--set KEY=VALUE ...]
 
-Runs every stage body in this process, one after the other (no Ray, so each stage's time is its
-own), on the synthetic corpus (made in a temp dir unless --corpus is given) and on the real
-sample testRoom1_1920Mono.mp4. Throughput = seconds of source video per wall second. The decode
-floor is PyAV decoding the same sampled frames alone (shards.video.decode_frames); ratio = stage
-time / floor time. Peak memory is this process's max RSS.
+Inputs: the real sample testRoom1_1920Mono.mp4 (12 s, 1920x960) and, for each --minutes M, a
+1024x512 video of M minutes made from it (looped, scaled; libx264 ultrafast) in a temp dir.
+For each input:
+- floor: PyAV decoding every frame of the source once (no conversion), seconds;
+- run: `python pipeline/curate.py --config … --input VIDEO --output TMP` in a subprocess (a local
+  Ray started by the driver, as a user runs it), wall seconds, source seconds per wall second, and
+  wall / floor; meanwhile the resident memory of the driver and of every Ray worker under it is
+  sampled every 0.2 s: the peak of the driver and of the largest worker are printed;
+- stages (unless --skip-stages): each stage body alone in this process, no Ray, one after the
+  other (sample, video filters, cuts = TransNetV2 over every frame, then per clip: cut, motion,
+  text, pixels), wall seconds and x floor.
+Overrides (--set) go to curate.py too; the default clips are 10 s (the paper's), at local.yaml's
+size, so the number of clips grows with the video's length.
 """
 from __future__ import annotations
 
 import argparse
-import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import av  # noqa: E402
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import yaml  # noqa: E402
 
-from pipeline.clips import CutClips  # noqa: E402
-from pipeline.config import CurateConfig  # noqa: E402
-from pipeline.filters.cuts import CutScores  # noqa: E402
-from pipeline.filters.format import FormatScores  # noqa: E402
-from pipeline.filters.inter_frame import inter_frame_scores  # noqa: E402
-from pipeline.filters.intra_frame import IntraFrameScores  # noqa: E402
-from pipeline.filters.motion import MotionScores  # noqa: E402
-from pipeline.filters.pixels import PixelScores  # noqa: E402
-from pipeline.filters.text import TextScores  # noqa: E402
-from pipeline.sample import SampleFrames, frame_indices  # noqa: E402
-from shards.video import decode_frames, probe  # noqa: E402
+from pipeline.config import CurateConfig, apply_overrides  # noqa: E402
+from shards.video import ffmpeg_exe, probe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "samples" / "testRoom1_1920Mono.mp4"
+DEFAULT_SET = ["clips.duration_s=10", "clips.min_duration_s=10", "ray.progress_bars=false"]
 
 
-def timed(fn, *a):
+def decode_floor(path: Path) -> float:
+    """Seconds PyAV takes to decode every frame of `path` once (threaded, as the stages decode)."""
     t0 = time.perf_counter()
-    out = fn(*a)
-    return out, time.perf_counter() - t0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        for _ in c.decode(s):
+            pass
+    return time.perf_counter() - t0
 
 
-def bench(name: str, files: list[Path], cfg: CurateConfig, models: dict) -> list[tuple]:
-    batch = {"video_id": np.array([f.stem for f in files], dtype=object), "source": np.array([str(f) for f in files], dtype=object)}
+def make_long(src: Path, minutes: float, out: Path) -> Path:
+    secs = minutes * 60
+    loops = int(np.ceil(secs / probe(src).duration_s))
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(src), "-t", f"{secs}",
+                    "-vf", "scale=1024:512", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-an",
+                    str(out)], check=True)
+    return out
+
+
+class PeakRSS(threading.Thread):
+    """Samples the RSS of a process and of each of its descendants (Ray workers) until stopped."""
+
+    def __init__(self, pid: int, every_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.every_s, self.stop = psutil.Process(pid), every_s, threading.Event()
+        self.driver, self.workers = 0, {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.driver = max(self.driver, self.root.memory_info().rss)
+                for p in self.root.children(recursive=True):
+                    try:
+                        name = p.cmdline()[0] if p.cmdline() else ""
+                        if name.startswith("ray::"):  # a Ray worker (raylet, gcs are not)
+                            self.workers[p.pid] = max(self.workers.get(p.pid, (0, ""))[0], p.memory_info().rss), name
+                    except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                        continue
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(self.every_s)
+
+    def largest_worker(self) -> tuple[int, str]:
+        return max(self.workers.values(), default=(0, ""))
+
+    def by_stage(self) -> dict[str, int]:
+        """Peak RSS per kind of worker (the last operator of its fused chain), largest first."""
+        out: dict[str, int] = {}
+        for rss, name in self.workers.values():
+            stage = name.split(" ")[0].split("->")[-1].rstrip(")").replace("MapBatches(", "").replace("Map(", "")
+            stage = stage.replace("ray::", "").replace("MapWorker(", "")
+            out[stage] = max(out.get(stage, 0), rss)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def whole_run(video: Path, config: str, sets: list[str], tmp: Path) -> dict:
+    out = tmp / f"run-{video.stem}"
+    cmd = [sys.executable, str(REPO / "pipeline" / "curate.py"), "--config", config, "--input", str(video),
+           "--output", str(out), "--set", *sets]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    mon = PeakRSS(p.pid)
+    mon.start()
+    log = p.communicate()[0]
+    wall = time.perf_counter() - t0
+    mon.stop.set()
+    mon.join()
+    if p.returncode != 0:
+        raise RuntimeError(f"curate.py failed on {video}:\n{log[-3000:]}")
+    line = next((ln for ln in log.splitlines() if ln.startswith("curate:")), "")
+    worker, name = mon.largest_worker()
+    per_stage = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in list(mon.by_stage().items())[:6])
+    return dict(wall=wall, line=line, driver_mib=mon.driver / 2**20, worker_mib=worker / 2**20,
+                worker_name=name.split(" ")[0][:60], per_stage=per_stage)
+
+
+def stages(video: Path, cfg: CurateConfig, tmp: Path) -> list[tuple[str, float]]:
+    """Each stage body alone in this process (no Ray), in pipeline order."""
+    from pipeline.clips import PlanClips, CutClip
+    from pipeline.curate import cut_threshold
+    from pipeline.filters.cuts import VideoCuts
+    from pipeline.filters.format import FormatScores
+    from pipeline.filters.inter_frame import inter_frame_scores
+    from pipeline.filters.intra_frame import IntraFrameScores
+    from pipeline.filters.motion import MotionScores
+    from pipeline.filters.pixels import PixelScores
+    from pipeline.filters.text import TextScores
+    from pipeline.sample import SampleFrames
+
     rows = []
-    # decode floor: PyAV alone on the same frames the sample stage decodes
-    floor = 0.0
-    source_s = 0.0
-    for f in files:
-        try:
-            info = probe(f)
-        except ValueError:
-            continue
-        source_s += info.duration_s
-        idx = frame_indices(f.stem, info.num_frames, cfg.sample.num_frames, cfg.sample.seed)
-        floor += timed(decode_frames, f, idx, None, None, (cfg.sample.width, cfg.sample.height))[1]
-    b, t = timed(SampleFrames(cfg, tempfile.gettempdir()), batch)
-    rows.append(("sample (fetch+probe+decode)", t))
-    for stage, fn in [("video_pixels", PixelScores(cfg.filters.pixels, "video_", "video_pixels")),
-                      ("format", FormatScores(cfg.filters.format)), ("intra_frame", models["intra"]),
-                      ("inter_frame", inter_frame_scores)]:
-        b, t = timed(fn, b)
-        rows.append((stage, t))
-    ok = [i for i in range(len(files)) if not b["error"][i]]
-    cut = CutClips(cfg, tempfile.gettempdir())
+
+    def timed(name, fn, *a):
+        t0 = time.perf_counter()
+        out = fn(*a)
+        rows.append((name, time.perf_counter() - t0))
+        return out
+
+    b = {"video_id": np.array([video.stem], dtype=object), "source": np.array([str(video)], dtype=object),
+         "local_path": np.array([str(video)], dtype=object)}
+    b = timed("sample (probe + 8 frames)", SampleFrames(cfg), b)
+    intra = IntraFrameScores(cfg.filters.intra_frame)
     t0 = time.perf_counter()
-    clips = [c for i in ok for c in cut({k: b[k][i] for k in b})]
-    rows.append(("cut (ffmpeg encode + analysis decode)", time.perf_counter() - t0))
-    cb = {k: np.array([c[k] for c in clips], dtype=object) for k in clips[0] if k not in ("frames", "frames_cuts")}
-    cb["frames"] = [c["frames"] for c in clips]
-    cb["frames_cuts"] = [c["frames_cuts"] for c in clips]
-    for stage, fn in [("motion", MotionScores(cfg.filters.motion)), ("cuts", models["cuts"]), ("text", models["text"]),
-                      ("pixels", PixelScores(cfg.filters.pixels))]:
-        cb, t = timed(fn, cb)
-        rows.append((stage, t))
+    for fn in (PixelScores(cfg.filters.pixels, "video_", "video_pixels"), FormatScores(cfg.filters.format), intra,
+               inter_frame_scores):
+        b = fn(b)
+    rows.append(("video filters (pixels, format, LPIPS, inter)", time.perf_counter() - t0))
+    row = {k: (v[0] if not isinstance(v, list) else v[0]) for k, v in b.items() if k != "frames"}
+    row.update(status="accepted", error="")  # every clip through the clip stages, whatever the verdict
+    cuts = VideoCuts(cfg.filters.cuts, cfg.download, str(tmp))
+    row = timed("cuts (decode every frame 48x27 + TransNetV2)", cuts, row)
+    planned = PlanClips(cfg, cut_threshold(cfg.thresholds))(dict(row))[1:]
+    cut, motion, text, pixels = CutClip(cfg, str(tmp)), MotionScores(cfg.filters.motion), TextScores(cfg.filters.text), \
+        PixelScores(cfg.filters.pixels)
+    acc = {"cut (ffmpeg cut+encode, analysis decode, jpg)": 0.0, "motion": 0.0, "text": 0.0, "pixels": 0.0}
+    for c in planned:
+        t0 = time.perf_counter()
+        c = cut(c)
+        acc["cut (ffmpeg cut+encode, analysis decode, jpg)"] += time.perf_counter() - t0
+        cb = {k: np.array([v], dtype=object) for k, v in c.items() if k != "frames"}
+        cb["frames"] = [c["frames"]]
+        for name, fn in (("motion", motion), ("text", text), ("pixels", pixels)):
+            t0 = time.perf_counter()
+            cb = fn(cb)
+            acc[name] += time.perf_counter() - t0
+    rows += [(f"{k} x{len(planned)} clips", v) for k, v in acc.items()]
     rows.append(("all stages", sum(t for _, t in rows)))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # max RSS so far
-    return [(name, stage, t, source_s / t if t else float("nan"), t / floor if floor else float("nan"), peak_mb)
-            for stage, t in rows] + \
-        [(name, "decode floor (PyAV, same frames)", floor, source_s / floor if floor else float("nan"), 1.0, peak_mb)]
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "curate" / "local.yaml"))
-    ap.add_argument("--corpus", help="synthetic corpus directory (default: generate a small one)")
     ap.add_argument("--sample", default=str(SAMPLE))
+    ap.add_argument("--minutes", type=float, nargs="*", default=[2.0])
+    ap.add_argument("--skip-stages", action="store_true")
+    ap.add_argument("--skip-run", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[])
     args = ap.parse_args()
-    cfg = CurateConfig.from_yaml(args.config)
-    t0 = time.perf_counter()
-    models = dict(intra=IntraFrameScores(cfg.filters.intra_frame), cuts=CutScores(cfg.filters.cuts),
-                  text=TextScores(cfg.filters.text))
-    print(f"model load (LPIPS + TransNetV2 + rapidocr): {time.perf_counter() - t0:.1f} s")
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(args.corpus) if args.corpus else Path(tmp) / "corpus"
-        if not args.corpus:
-            from pipeline.synthetic import generate_corpus
-
-            generate_corpus(corpus, 0, dict(count=1), progress=False)
-        results += bench("synthetic corpus", sorted(corpus.glob("*.mp4")), cfg, models)
-        if Path(args.sample).is_file():
-            results += bench(Path(args.sample).name, [Path(args.sample)], cfg, models)
-        else:
-            print(f"skipping the real sample: {args.sample} not found")
-    print(f"\n{'input':<26} {'stage':<40} {'wall s':>8} {'src s/wall s':>13} {'x floor':>8} {'peak MiB':>9}")
-    for name, stage, t, tp, ratio, peak in results:
-        print(f"{name:<26} {stage:<40} {t:8.2f} {tp:13.2f} {ratio:8.2f} {peak:9.0f}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak memory = max RSS of this process after each input (models loaded first); "
-          f"overall {peak_mb:.0f} MiB")
+    sets = DEFAULT_SET + args.set
+    cfg = CurateConfig.from_dict(apply_overrides(yaml.safe_load(Path(args.config).read_text()), list(sets)))
+    print(f"machine: {psutil.cpu_count()} CPUs, load {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}; "
+          f"config {args.config} + {' '.join(sets)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
+        tmp = Path(tmp)
+        videos = [Path(args.sample)] + [make_long(Path(args.sample), m, tmp / f"long_{m:g}min_1024x512.mp4")
+                                        for m in args.minutes]
+        for v in videos:
+            info = probe(v)
+            floor = decode_floor(v)
+            print(f"\n== {v.name}: {info.duration_s:.0f} s, {info.width}x{info.height} @ {info.fps:g} fps, "
+                  f"{info.num_frames} frames; floor (PyAV, every frame once) {floor:.2f} s = "
+                  f"{info.duration_s / floor:.1f} source s per s", flush=True)
+            if not args.skip_run:
+                r = whole_run(v, args.config, sets, tmp)
+                print(f"whole curate.py run: {r['wall']:.1f} s wall = {info.duration_s / r['wall']:.2f} source s per "
+                      f"wall s = {r['wall'] / floor:.1f}x floor; peak RSS driver {r['driver_mib']:.0f} MiB, "
+                      f"largest worker {r['worker_mib']:.0f} MiB ({r['worker_name']})\n  workers' peak RSS by stage (MiB): "
+                      f"{r['per_stage']}\n  {r['line']}", flush=True)
+            if not args.skip_stages:
+                print(f"{'stage (in-process, no Ray)':<58} {'wall s':>8} {'x floor':>8}")
+                for name, t in stages(v, cfg, tmp):
+                    print(f"{name:<58} {t:8.2f} {t / floor:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ class ClipConfig:
     analysis_height: int = 256  # their size (width = 2 * height)
     thumbnail_width: int = 256
     ffmpeg_timeout_s: float = 300.0  # one clip's cut + encode; a stuck ffmpeg is killed and becomes an error row
+    # fixed (the paper): windows of duration_s from 0 s, a clip holding a cut is rejected (cuts
+    # thresholds); cut_aware: the windows laid inside each shot between TransNetV2's cuts
+    split: str = "fixed"
 
 
 @dataclass
@@ -108,6 +111,14 @@ class MotionFilterConfig:
 class CutsFilterConfig:
     device: str = "cpu"
     threads: int = 1
+    batch_windows: int = 1  # TransNetV2 windows (100 frames each) per forward pass: each adds ~70 MiB on a CPU
+    # the cheap first pass (pipeline/filters/cuts.py `quiet`): a 100-frame window whose mean
+    # absolute grey difference (0-255, at 48x27) stays below prefilter_step between consecutive
+    # frames and below prefilter_span_diff between frames prefilter_span apart skips TransNetV2
+    prefilter: bool = False
+    prefilter_step: float = 2.0
+    prefilter_span_diff: float = 4.0
+    prefilter_span: int = 24
 
 
 @dataclass
@@ -138,12 +149,21 @@ class FiltersConfig:
 
 @dataclass
 class StageResources:
-    """Ray resources of one stage. `pool` > 0 makes it an actor pool of that size."""
+    """Ray resources of one stage. `concurrency: [min, max]` makes a model stage an autoscaling
+    actor pool (Ray Data grows it to max while its input queues up and shrinks it back to min) and
+    caps a task stage at max tasks at once; `pool: N` is the fixed pool [N, N]."""
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     pool: int = 0
     batch_size: int = 1
+    concurrency: Optional[list[int]] = None
+
+    def size(self) -> Optional[tuple[int, int]]:
+        """(min, max) actors / tasks, or None when neither concurrency nor pool is set."""
+        if self.concurrency is not None:
+            return int(self.concurrency[0]), int(self.concurrency[-1])
+        return (self.pool, self.pool) if self.pool > 0 else None
 
 
 def _default_stages() -> dict[str, StageResources]:
@@ -154,11 +174,12 @@ def _default_stages() -> dict[str, StageResources]:
         "format": StageResources(num_cpus=0.5, pool=1, batch_size=4),
         "intra_frame": StageResources(num_cpus=0.5, pool=1, batch_size=4),
         "inter_frame": StageResources(num_cpus=0.5),
-        "cut": StageResources(num_cpus=1.0),
+        "cuts": StageResources(num_cpus=0.5, pool=1),  # TransNetV2 over every frame of a video
+        "cut": StageResources(num_cpus=1.0),  # ffmpeg cut + encode of one clip, its analysis frames
         "motion": StageResources(num_cpus=1.0),
-        "cuts": StageResources(num_cpus=0.5, pool=1, batch_size=4),
         "text": StageResources(num_cpus=0.5, pool=1, batch_size=4),
         "pixels": StageResources(num_cpus=0.5),
+        "write": StageResources(num_cpus=0.25, batch_size=16),  # clip decisions + shards, on the workers
     }
 
 
@@ -168,6 +189,7 @@ class RayConfig:
     num_cpus: Optional[int] = None  # local Ray only
     object_store_mb: Optional[int] = None  # local Ray only
     progress_bars: bool = True
+    block_kb: int = 32  # Ray Data's target block size: a chunk of about 10 clip spans per task
     stages: dict[str, StageResources] = field(default_factory=_default_stages)
 
 
@@ -254,6 +276,11 @@ class CurateConfig:
                                   f"(known: {', '.join(_default_stages())})")
             if st.num_cpus < 0 or st.num_gpus < 0 or st.pool < 0 or st.batch_size < 1:
                 raise ConfigError(f"{where}: ray.stages.{name}: resources must be >= 0 and batch_size >= 1")
+            cc = st.concurrency
+            if cc is not None and (len(cc) not in (1, 2) or min(cc) < 1 or cc[0] > cc[-1]):
+                raise ConfigError(f"{where}: ray.stages.{name}.concurrency: [min, max] with 1 <= min <= max, got {cc}")
+        if c.split not in ("fixed", "cut_aware"):
+            raise ConfigError(f"{where}: clips.split: fixed or cut_aware, got {c.split!r}")
         check_rules(self.thresholds, where=f"{where}: thresholds")
         return self
 

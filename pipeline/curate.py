@@ -4,16 +4,17 @@
     ray job submit --working-dir . -- python pipeline/curate.py --config … --output /abs/RUN_DIR
     python pipeline/curate.py --config NEW.yaml --output RUN_DIR --rethreshold [--apply [--apply-out DIR]]
 
-Two Ray Data passes over the manifest (videos already finished in RUN_DIR are skipped; videos
-that failed transiently — a 429, the bot check, a time-out — are redone):
-1. videos: download (task, a small CPU share) → probe + projection metadata + sample frames (task)
-   → pixel gate (task) → format (task, or a pool) →
-   intra-frame LPIPS (actor pool) → inter-frame variance (task) → thresholds (video level);
-2. clips of the surviving videos: cut + encode + decode analysis frames (task) → motion flow
-   (task) → cuts TransNetV2 (actor pool) → text rapidocr (actor pool) → pixels (task) →
-   thresholds (clip level) → accepted clips into shards (in this driver, one writer).
-A video's decisions are recorded only once all its accepted clips sit in complete shards, so a
-killed run restarted on the same RUN_DIR ends with every clip exactly once.
+One streaming Ray Data pipeline over the manifest (videos already finished in RUN_DIR are
+skipped; videos that failed transiently — a 429, the bot check, a time-out — are redone), with no
+barrier between the video and the clip level (see `pipeline()` and docs/curation.md):
+download → sample → video pixels → format → intra-frame LPIPS (actors) → inter-frame → video
+thresholds → cuts: TransNetV2 over every frame of the video (actors) → plan clip spans (fixed |
+cut_aware) → cut + encode one clip, analysis frames → motion → text rapidocr (actors) → pixels →
+write: clip thresholds and the accepted clips into shards, on the workers.
+The driver receives only small rows (decisions, keys, shard names); a video's decisions are
+recorded once its video row and all its clip rows are back (its clips then sit in committed
+shards), and the shards are reconciled with the decisions at the end, so a run killed anywhere
+(driver, worker, node) and restarted on the same RUN_DIR ends with every clip exactly once.
 Outputs: RUN_DIR/shards/, RUN_DIR/decisions.parquet, RUN_DIR/report/, RUN_DIR/config.yaml.
 --rethreshold re-decides RUN_DIR/decisions.parquet and lists shard changes; with --apply it also
 writes a new shard set of exactly the clips now accepted (pipeline/apply.py), under the run's lock.
@@ -42,10 +43,10 @@ import yaml  # noqa: E402
 
 from pipeline import decisions as dec  # noqa: E402
 from pipeline.apply import apply_decisions  # noqa: E402
-from pipeline.clips import CutClips, plan_clips  # noqa: E402
+from pipeline.clips import VIDEO_ROW, CutClip, PlanClips  # noqa: E402
 from pipeline.config import ConfigError, CurateConfig, apply_overrides, changed_keys  # noqa: E402
 from pipeline.download import Breaker, FetchSources, cache_root, release  # noqa: E402
-from pipeline.filters.cuts import CutScores  # noqa: E402
+from pipeline.filters.cuts import VideoCuts  # noqa: E402
 from pipeline.filters.format import FormatScores  # noqa: E402
 from pipeline.filters.inter_frame import inter_frame_scores  # noqa: E402
 from pipeline.filters.intra_frame import IntraFrameScores  # noqa: E402
@@ -58,12 +59,13 @@ from pipeline.sample import SampleFrames  # noqa: E402
 from pipeline.thresholds import decide  # noqa: E402
 from shards.reader import list_shards, shard_keys  # noqa: E402
 from shards.schema import ClipMeta, clip_key  # noqa: E402
-from shards.writer import ShardWriter, thumbnail_jpg  # noqa: E402
+from shards.writer import content_shard_name, rewrite_without, write_shard  # noqa: E402
 
 log = logging.getLogger("curate")
 REPO = Path(__file__).resolve().parents[1]
 MODEL_STAGES = ("intra_frame", "cuts", "text")  # must run as actor pools: their model loads once
-DROP = ["frames", "frames_cuts"]
+# columns of the stream that are not decisions: bytes, frames, per-frame arrays, bookkeeping
+DROP = ["frames", "mp4", "jpg", "cut_probs", "local_path", "num_clips", "manifest_error"]
 # one intra-op thread per worker: Ray runs several workers per core here (fractional CPU shares);
 # more threads each only oversubscribe the cores, and OpenMP threads spin-waiting for work in
 # one actor steal the core from the others (each model actor also calls torch.set_num_threads).
@@ -88,6 +90,12 @@ def init_ray(cfg: CurateConfig):
                  runtime_env={"env_vars": dict(WORKER_THREADS, PYTHONPATH=str(REPO))})
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress_bars
+    # small blocks: the plan stage's rows (a video's clip spans, a few KB each) are cut into
+    # blocks of about ray.block_kb, so a long video's clips spread over many tasks (chunks of
+    # clips) instead of one task cutting them all in turn; every clip row with its frames is then
+    # a block of its own, and no task holds more than a chunk's rows at once.
+    ctx.target_max_block_size = cfg.ray.block_kb * 1024
+    ctx.target_min_block_size = min(ctx.target_min_block_size, 1024)
     return ray
 
 
@@ -96,30 +104,138 @@ def _run_stateless(batch, cls, args):
     return cls(*args)(batch)
 
 
-def map_stage(ds, name: str, cls, args: tuple, cfg: CurateConfig):
-    """ds.map_batches for one stage: an actor pool of cfg.ray.stages[name].pool actors that build
-    `cls(*args)` once, or stateless tasks when pool is 0. CPU / GPU shares come from the config."""
+def _resources(name: str, cfg: CurateConfig, actor: bool) -> dict:
+    """num_cpus / num_gpus and the pool or task concurrency of stage `name`, as Ray Data arguments."""
     import ray
 
     res = cfg.stage(name)
-    common = dict(batch_size=res.batch_size, num_cpus=res.num_cpus, batch_format="numpy")
+    out = dict(num_cpus=res.num_cpus)
     if res.num_gpus:
-        common["num_gpus"] = res.num_gpus
-    if res.pool > 0:
-        return ds.map_batches(cls, fn_constructor_args=args, compute=ray.data.ActorPoolStrategy(size=res.pool),
-                              **common)
-    if name in MODEL_STAGES:
-        raise ConfigError(f"ray.stages.{name}.pool must be >= 1: the stage loads a model once per actor")
+        out["num_gpus"] = res.num_gpus
+    size = res.size()
+    if actor:
+        lo, hi = size or (1, 1)
+        out["compute"] = ray.data.ActorPoolStrategy(min_size=lo, max_size=hi)
+    elif size:
+        out["concurrency"] = size[1]
+    return out
+
+
+def map_stage(ds, name: str, cls, args: tuple, cfg: CurateConfig):
+    """ds.map_batches for one stage: an actor pool (concurrency [min, max] or pool) of actors that
+    build `cls(*args)` once, or stateless tasks. CPU / GPU shares come from the config."""
+    res = cfg.stage(name)
+    actor = res.size() is not None and (name in MODEL_STAGES or res.pool > 0)
+    if name in MODEL_STAGES and not actor:
+        raise ConfigError(f"ray.stages.{name}: give pool >= 1 or concurrency [min, max]: the stage loads a model once per actor")
+    common = dict(batch_size=res.batch_size, batch_format="numpy", **_resources(name, cfg, actor))
+    if actor:
+        return ds.map_batches(cls, fn_constructor_args=args, **common)
     return ds.map_batches(_run_stateless, fn_kwargs=dict(cls=cls, args=args), **common)
 
 
-def _row_dict(batch: pd.DataFrame):
-    for rec in batch.to_dict("records"):
-        yield {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
+def _decide_video(row: dict, thresholds) -> dict:
+    row["status"], row["stage"], row["reason"], row["detail"] = decide(row, thresholds, "video")
+    return row
 
 
-def video_pass(rows: list[dict], cfg: CurateConfig, cache_dir: str):
-    """Pass 1 as a Ray Dataset of video rows with every video-level score (frames dropped)."""
+def _plan(row: dict, cfg: CurateConfig, threshold: float) -> list[dict]:
+    return PlanClips(cfg, threshold)(row)
+
+
+def _cut(row: dict, cfg: CurateConfig, cache_dir: str) -> dict:
+    return CutClip(cfg, cache_dir)(row)
+
+
+def cut_threshold(thresholds) -> float:
+    """The cut probability above which the `cuts` thresholds reject a clip: where cut_aware ends a
+    shot (the lowest `cut_prob: {above: x}`; 0.4, cosmos-curate's, when there is no such rule)."""
+    values = [float(cond["above"]) for rule in (thresholds or {}).get("clip", {}).get("cuts", []) or []
+              for name, cond in (rule.get("reject_if") or {}).items() if name == "cut_prob" and "above" in cond]
+    return min(values) if values else 0.4
+
+
+class WriteShards:
+    """Ray Data task body of the last stage, on the workers: decides each clip row (thresholds,
+    clip level), writes the accepted clips of the batch into shards of at most shards.max_bytes
+    (content-named, atomic: shards.writer.write_shard), and returns the rows without clip bytes —
+    the driver receives decisions, keys and shard names only. A clip already in a committed shard
+    (`existing`: written by a run killed before it recorded the video) is not written again."""
+
+    def __init__(self, cfg: CurateConfig, shard_dir: str, existing: dict[str, str], config_hash: str):
+        self.cfg, self.shard_dir, self.existing, self.config_hash = cfg, Path(shard_dir), existing, config_hash
+
+    def _flush(self, samples: list, rows: list[dict]) -> None:
+        if not samples:
+            return
+        name = content_shard_name(self.cfg.shards.prefix, [k for k, *_ in samples])
+        write_shard(self.shard_dir / name, samples)  # False: a retried task's shard is already there
+        for row in rows:
+            row["shard"] = name
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+        out, samples, pending, size = [], [], [], 0
+        for row in _row_dict(batch):
+            row["shard"], row["writer_node"] = None, ""
+            if int(row["clip_index"]) != VIDEO_ROW:
+                row["status"], row["stage"], row["reason"], row["detail"] = decide(row, self.cfg.thresholds, "clip")
+                row["key"] = clip_key(row["video_id"], int(row["clip_index"]))
+                if row["status"] == "accepted":
+                    row["writer_node"] = node
+                    if row["key"] in self.existing:
+                        row["shard"] = self.existing[row["key"]]
+                    else:
+                        nbytes = len(row["mp4"]) + len(row["jpg"]) + 4096
+                        if samples and size + nbytes > self.cfg.shards.max_bytes:
+                            self._flush(samples, pending)
+                            samples, pending, size = [], [], 0
+                        samples.append((row["key"], row["mp4"], ClipMeta(**clip_meta(row, self.cfg, self.config_hash)),
+                                        row["jpg"]))
+                        pending.append(row)
+                        size += nbytes
+            out.append(row)
+        self._flush(samples, pending)
+        for row in out:
+            row.pop("mp4", None)
+            row.pop("jpg", None)
+        return pd.DataFrame(out)
+
+
+class SpreadOverNodes:
+    """`ray_remote_args_fn` of the write stage: each write task to the next alive node with CPUs in
+    turn (soft: elsewhere when that node is gone), so shard writing — the I/O of every accepted
+    clip — is spread over the cluster rather than following wherever the data happens to be."""
+
+    def __init__(self, refresh: int = 64):
+        self.refresh, self.calls, self.nodes = refresh, 0, []
+
+    def __call__(self) -> dict:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if not self.nodes or self.calls % self.refresh == 0:
+            self.nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        self.calls += 1
+        if not self.nodes:
+            return {}
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(self.nodes[self.calls % len(self.nodes)], soft=True)}
+
+
+def pipeline(rows: list[dict], cfg: CurateConfig, cache_dir: str, shard_dir: Path, existing: dict[str, str],
+             config_hash: str):
+    """The one streaming Ray Dataset, manifest rows → rows of decisions (no barrier between the
+    video and the clip level: a clip of the first video can be written while later videos are
+    still downloading):
+
+      download → sample → video_pixels → format → intra_frame → inter_frame  (video rows, 8 frames)
+        → decide (video) → cuts (TransNetV2 over every frame, per video)
+        → plan: flat_map to the video row + one small row per clip span
+        → cut (one clip per row: ffmpeg, analysis frames, thumbnail) → motion → text → pixels
+        → write (clip decisions, shards on the worker) → driver (small rows only)
+    """
     import ray
 
     ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
@@ -129,24 +245,27 @@ def video_pass(rows: list[dict], cfg: CurateConfig, cache_dir: str):
     ds = map_stage(ds, "format", FormatScores, (cfg.filters.format,), cfg)
     ds = map_stage(ds, "intra_frame", IntraFrameScores, (cfg.filters.intra_frame,), cfg)
     res = cfg.stage("inter_frame")
-    ds = ds.map_batches(inter_frame_scores, batch_size=res.batch_size, num_cpus=res.num_cpus, batch_format="numpy")
-    return ds.drop_columns(["frames"])
-
-
-def clip_pass(videos: list[dict], cfg: CurateConfig, cache_dir: str):
-    """Pass 2 as a Ray Dataset of clip rows with every clip score (frames dropped, mp4 kept)."""
-    import ray
-
-    ds = ray.data.from_items(videos, override_num_blocks=max(1, len(videos)))
-    res = cfg.stage("cut")
-    ds = ds.flat_map(CutClips, fn_constructor_args=(cfg, cache_dir), num_cpus=res.num_cpus,
-                     compute=ray.data.ActorPoolStrategy(size=max(1, res.pool))) if res.pool else \
-        ds.flat_map(lambda row: CutClips(cfg, cache_dir)(row), num_cpus=res.num_cpus)
+    ds = ds.map_batches(inter_frame_scores, batch_size=res.batch_size, batch_format="numpy",
+                        **_resources("inter_frame", cfg, False))
+    ds = ds.drop_columns(["frames"])  # the video level's frames: no later stage needs them
+    ds = ds.map(_decide_video, fn_kwargs=dict(thresholds=cfg.thresholds), num_cpus=0.05)
+    ds = ds.map(VideoCuts, fn_constructor_args=(cfg.filters.cuts, cfg.download, cache_dir),
+                **_resources("cuts", cfg, True))
+    ds = ds.flat_map(_plan, fn_kwargs=dict(cfg=cfg, threshold=cut_threshold(cfg.thresholds)), num_cpus=0.05)
+    ds = ds.map(_cut, fn_kwargs=dict(cfg=cfg, cache_dir=cache_dir), **_resources("cut", cfg, False))
     ds = map_stage(ds, "motion", MotionScores, (cfg.filters.motion,), cfg)
-    ds = map_stage(ds, "cuts", CutScores, (cfg.filters.cuts,), cfg)
     ds = map_stage(ds, "text", TextScores, (cfg.filters.text,), cfg)
     ds = map_stage(ds, "pixels", PixelScores, (cfg.filters.pixels, "", "pixels"), cfg)
-    return ds.drop_columns(DROP)
+    ds = ds.drop_columns(["frames"])  # the clip's analysis frames: done with after pixels
+    res = cfg.stage("write")
+    return ds.map_batches(_run_stateless, fn_kwargs=dict(cls=WriteShards, args=(cfg, str(shard_dir), existing, config_hash)),
+                          batch_size=res.batch_size, batch_format="pandas", ray_remote_args_fn=SpreadOverNodes(),
+                          **_resources("write", cfg, False))
+
+
+def _row_dict(batch: pd.DataFrame):
+    for rec in batch.to_dict("records"):
+        yield {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,85 +273,97 @@ def clip_pass(videos: list[dict], cfg: CurateConfig, cache_dir: str):
 
 
 class Progress:
-    """Holds each unfinished video's decision rows until all its accepted clips are in complete
-    shards, then writes its decisions part (the run's record that the video is done)."""
+    """Holds each unfinished video's decision rows (small: no bytes, no frames) until its video
+    row and all its clip rows have come back — every accepted clip is then in a committed shard,
+    written by a worker — and writes its decisions part (the run's record that the video is done).
+    Rows of a video arrive in any order."""
 
-    def __init__(self, run_dir: Path, existing: dict[str, str], on_finish=None):
-        self.run_dir, self.on_finish = run_dir, on_finish
-        self.existing = existing  # key → shard file name, from complete shards of earlier runs
+    def __init__(self, run_dir: Path, on_finish=None, on_new_shard=None):
+        self.run_dir, self.on_finish, self.on_new_shard = run_dir, on_finish, on_new_shard
         self.rows: dict[str, list[dict]] = {}
         self.expected: dict[str, int] = {}
-        self.waiting: dict[str, set[str]] = {}
+        self.shards: set[str] = set()
         self.finished = 0
 
-    def start_video(self, video_row: dict, num_clips: int) -> None:
-        vid = video_row["video_id"]
-        self.rows[vid], self.expected[vid], self.waiting[vid] = [video_row], num_clips, set()
-        self._maybe_finish(vid)
-
-    def add_clip(self, clip_row: dict, written: bool) -> None:
-        vid = clip_row["video_id"]
-        self.rows[vid].append(clip_row)
-        if written:
-            self.waiting[vid].add(clip_row["key"])
-        self._maybe_finish(vid)
-
-    def on_shard_complete(self, path: Path, keys: list[str]) -> None:
-        for key in keys:
-            vid = key.rsplit("_", 1)[0]
-            for row in self.rows.get(vid, []):
-                if row.get("key") == key:
-                    row["shard"] = Path(path).name
-            self.waiting.get(vid, set()).discard(key)
-        for vid in {k.rsplit("_", 1)[0] for k in keys}:
-            if vid in self.rows:
-                self._maybe_finish(vid)
-
-    def _maybe_finish(self, vid: str) -> None:
-        if len(self.rows[vid]) - 1 == self.expected[vid] and not self.waiting[vid]:
+    def add(self, row: dict) -> None:
+        vid = row["video_id"]
+        shard = row.get("shard")
+        if shard and shard not in self.shards:
+            self.shards.add(shard)
+            if self.on_new_shard is not None:
+                self.on_new_shard(shard)
+        if int(row["clip_index"]) == VIDEO_ROW:
+            self.expected[vid] = int(row.get("num_clips") or 0)
+            row["clip_index"] = None
+            self.rows.setdefault(vid, []).insert(0, _clean(row))
+        else:
+            self.rows.setdefault(vid, []).append(_clean(row))
+        if vid in self.expected and len(self.rows[vid]) - 1 == self.expected[vid]:
             rows = self.rows.pop(vid)
+            rows[1:] = sorted(rows[1:], key=lambda r: int(r["clip_index"]))
             dec.write_part(self.run_dir, vid, rows, retry=rows[0].get("error_kind") == "transient")
             if self.on_finish is not None:
                 self.on_finish(rows[0])
-            del self.expected[vid], self.waiting[vid]
+            del self.expected[vid]
             self.finished += 1
 
     def unfinished(self) -> list[str]:
         return sorted(self.rows)
 
 
-def crash_test_hook(on_shard_complete):
+def crash_test_hook():
     """Fault injection for the exactly-once test: with CURATE_SIGKILL_AFTER_SHARDS=N in the
-    environment, the process SIGKILLs itself once its N-th shard is complete but before that
-    shard's videos are recorded as finished — the worst moment to die."""
+    environment, the driver SIGKILLs itself when it learns of its N-th committed shard, before
+    that shard's videos are recorded as finished — the worst moment to die."""
     limit = int(os.environ.get("CURATE_SIGKILL_AFTER_SHARDS", "0") or 0)
     if limit <= 0:
-        return on_shard_complete
+        return None
     seen = []
 
-    def hook(path, keys):
-        seen.append(path)
+    def hook(shard):
+        seen.append(shard)
         if len(seen) >= limit:
-            log.warning("CURATE_SIGKILL_AFTER_SHARDS=%d: killing this process after %s", limit, path)
+            log.warning("CURATE_SIGKILL_AFTER_SHARDS=%d: killing this process after %s", limit, shard)
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
-        on_shard_complete(path, keys)
 
     return hook
 
 
-def existing_shard_keys(shard_dir: Path) -> dict[str, str]:
-    """key → shard name for every sample in the complete shards of shard_dir."""
-    out = {}
+def existing_shard_keys(shard_dir: Path) -> dict[str, list[str]]:
+    """key → names of the committed shards of shard_dir that hold it."""
+    out: dict[str, list[str]] = {}
     if shard_dir.is_dir():
         for url in list_shards(str(shard_dir)):
             for key in shard_keys(url):
-                out[key] = Path(url).name
+                out.setdefault(key, []).append(Path(url).name)
     return out
 
 
+def reconcile_shards(shard_dir: Path, decisions: pd.DataFrame) -> dict:
+    """Make the shards agree with the decisions: every key in a shard has an `accepted` decision
+    naming that shard, once. A key that is not accepted, or sits in a shard other than the one its
+    decision names (a task retried after a lost worker wrote it twice; a worker of a killed run
+    committed a shard after the restart scanned the directory), is removed by rewriting that
+    shard (atomically). Normally a no-op that only reads the tar headers."""
+    home = {}
+    if len(decisions) and {"key", "shard", "clip_index", "status"} <= set(decisions):  # no clip rows: no columns
+        clips = decisions[decisions["clip_index"].notna() & decisions["status"].eq("accepted")]
+        home = dict(zip(clips["key"], clips["shard"]))
+    drops: dict[str, set[str]] = {}
+    for key, shards in existing_shard_keys(shard_dir).items():
+        for name in shards:
+            if home.get(key) != name:
+                drops.setdefault(name, set()).add(key)
+    for name, keys in sorted(drops.items()):
+        log.warning("%s: removing %d clip(s) without an accepted decision naming this shard: %s",
+                    name, len(keys), ", ".join(sorted(keys)[:5]))
+        rewrite_without(shard_dir / name, keys)
+    return dict(shards_rewritten=len(drops), clips_removed=sum(map(len, drops.values())))
+
+
 def _clean(row: dict) -> dict:
-    out = {k: v for k, v in row.items() if k not in DROP and k not in ("mp4", "local_path", "num_clips", "manifest_error")}
+    out = {k: v for k, v in row.items() if k not in DROP}
     if out.get("category") == "":
         out["category"] = None
     return out
@@ -338,54 +469,31 @@ def _run(cfg: CurateConfig, run_dir: Path, allow_config_change: bool) -> dict:
     wall = {}
     if len(todo):
         init_ray(cfg)
-        # the writer opens first: it drops partial (.tmp) shards of a killed run
-        existing = existing_shard_keys(shard_dir)
-        progress = Progress(run_dir, existing,
-                            on_finish=lambda row: release(str(row["source"]), cache_dir, cfg.download))
-        with ShardWriter(shard_dir, prefix=cfg.shards.prefix, max_bytes=cfg.shards.max_bytes,
-                         on_shard_complete=crash_test_hook(progress.on_shard_complete)) as writer:
-            existing.update(existing_shard_keys(shard_dir))
-            # pass 1: video-level filters
-            t0 = time.perf_counter()
-            survivors = []
-            rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                    for r in todo.to_dict("records")]
-            for r in rows:  # text columns: "" for none, so every Ray block infers one type
-                r["category"], r["manifest_error"] = r.get("category") or "", r.get("manifest_error") or ""
-            for batch in video_pass(rows, cfg, cache_dir).iter_batches(batch_size=None, batch_format="pandas"):
-                for row in _row_dict(batch):
-                    row["clip_index"] = None
-                    row["status"], row["stage"], row["reason"], row["detail"] = decide(row, cfg.thresholds, "video")
-                    spans = plan_clips(row.get("duration_s") or 0.0, cfg.clips) if row["status"] == "accepted" else []
-                    if row["status"] == "accepted" and not spans:
-                        row["status"], row["stage"], row["reason"] = "rejected", "clips", "too_short"
-                        row["detail"] = f"duration {row.get('duration_s')} s < clips.min_duration_s"
-                    if row["status"] == "accepted":
-                        survivors.append({k: v for k, v in row.items() if k not in ("status", "stage", "reason", "detail")})
-                    progress.start_video(_clean(row), len(spans))
-            wall["videos"] = time.perf_counter() - t0
-            # pass 2: clip-level filters and shard writing
-            t0 = time.perf_counter()
-            if survivors:
-                for batch in clip_pass(survivors, cfg, cache_dir).iter_batches(batch_size=None, batch_format="pandas"):
-                    for row in _row_dict(batch):
-                        row["status"], row["stage"], row["reason"], row["detail"] = decide(row, cfg.thresholds, "clip")
-                        row["key"] = clip_key(row["video_id"], int(row["clip_index"]))
-                        written = False
-                        if row["status"] == "accepted":
-                            if row["key"] in existing:  # already in a complete shard of an earlier run
-                                row["shard"] = existing[row["key"]]
-                            else:
-                                meta = ClipMeta(**clip_meta(row, cfg, config_hash))
-                                writer.write(row["key"], row["mp4"], meta,
-                                             jpg=thumbnail_jpg(row["mp4"], width=cfg.clips.thumbnail_width))
-                                written = True
-                        progress.add_clip(_clean(row), written)
-            wall["clips"] = time.perf_counter() - t0
+        # this run holds the lock: a .tmp is a partial shard of a killed run (or of its workers)
+        for leftover in shard_dir.glob("*.tmp"):
+            log.warning("removing partial shard left by an interrupted run: %s", leftover)
+            leftover.unlink(missing_ok=True)
+        todo_ids = set(todo["video_id"])
+        # clips of unfinished videos already in committed shards (the driver died after a worker
+        # committed them but before their video was recorded): reused, not written again
+        existing = {k: v[0] for k, v in existing_shard_keys(shard_dir).items() if k.rsplit("_", 1)[0] in todo_ids}
+        progress = Progress(run_dir, on_finish=lambda row: release(str(row["source"]), cache_dir, cfg.download),
+                            on_new_shard=crash_test_hook())
+        t0 = time.perf_counter()
+        rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+                for r in todo.to_dict("records")]
+        for r in rows:  # text columns: "" for none, so every Ray block infers one type
+            r["category"], r["manifest_error"] = r.get("category") or "", r.get("manifest_error") or ""
+        for batch in pipeline(rows, cfg, cache_dir, shard_dir, existing, config_hash).iter_batches(
+                batch_size=None, batch_format="pandas"):
+            for row in _row_dict(batch):
+                progress.add(row)
+        wall["stream"] = time.perf_counter() - t0
         if progress.unfinished():
             raise RuntimeError(f"videos left unfinished after the run: {progress.unfinished()[:10]}")
     df = dec.read_parts(run_dir)
     dec.write_decisions(run_dir, df)
+    fixed = reconcile_shards(shard_dir, df)
     wall["total"] = time.perf_counter() - t_start
     write_report(run_dir, df, cfg.thresholds, wall, extra={"manifest_duplicates": int(manifest.attrs.get("duplicates", 0))})
     summary = summarize(df)
@@ -393,7 +501,8 @@ def _run(cfg: CurateConfig, run_dir: Path, allow_config_change: bool) -> dict:
     state = breaker.state()
     if state.get("open"):
         summary["breaker"] = state
-    (run_dir / "run.json").write_text(json.dumps(dict(summary, config_hash=config_hash, wall_s=wall), indent=2))
+    (run_dir / "run.json").write_text(json.dumps(dict(summary, config_hash=config_hash, wall_s=wall, shards_reconciled=fixed),
+                                                  indent=2))
     print(one_line(summary, wall["total"]), flush=True)
     if summary["manifest_duplicates"]:
         print(f"manifest: {summary['manifest_duplicates']} duplicate entries (same source) curated once", flush=True)

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from .decisions import ID_COLUMNS, video_verdicts  # noqa: E402
 from .thresholds import threshold_marks  # noqa: E402
 
-VIDEO_LEVEL_STAGES = ("download", "sample", "format", "intra_frame", "inter_frame", "video_pixels")
+VIDEO_LEVEL_STAGES = ("download", "sample", "format", "intra_frame", "inter_frame", "video_pixels", "cuts")  # cuts: once per video
 
 
 def funnel(df: pd.DataFrame) -> pd.DataFrame:

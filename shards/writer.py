@@ -215,3 +215,80 @@ class ShardWriter:
 
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def content_shard_name(prefix: str, keys: list[str]) -> str:
+    """`{prefix}-{digest}.tar`, a name fixed by the shard's keys: many writers (Ray workers on
+    several nodes) can write into one directory without coordinating, and a retried task that
+    writes the same clips again arrives at the same name (write_shard then keeps the first)."""
+    import hashlib
+
+    if not re.match(r"^[A-Za-z0-9_.-]+$", prefix):
+        raise ValueError(f"prefix {prefix!r} must use only [A-Za-z0-9_.-]")
+    digest = hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:20]
+    return f"{prefix}-{digest}.tar"
+
+
+def write_shard(path: str | os.PathLike, samples: list[tuple[str, bytes, dict | ClipMeta, bytes]]) -> bool:
+    """Write one complete shard of (key, mp4, meta, jpg) samples at `path`, atomically: into
+    `path.tmp` (unique to this process), fsync, then a link that never overwrites. Returns False,
+    writing nothing, when `path` already exists (a retry of a task whose first attempt committed)."""
+    path = Path(path)
+    if path.exists():
+        return False
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            seen = set()
+            for key, mp4, meta, jpg in samples:
+                check_key(key)
+                clip = validate_meta(meta, where=f"metadata of {key}")
+                if clip.key != key or key in seen:
+                    raise ValueError(f"key {key!r}: does not match its metadata or is repeated in {path.name}")
+                seen.add(key)
+                if not isinstance(mp4, (bytes, bytearray)) or len(mp4) == 0:
+                    raise ValueError(f"{key}: mp4 must be non-empty bytes")
+                for ext, data in (("mp4", bytes(mp4)), ("json", clip.to_json()), ("jpg", bytes(jpg))):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size, info.mode, info.mtime = len(data), 0o644, 0
+                    tar.addfile(info, io.BytesIO(data))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # filesystem without hard links
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        log.info("wrote %s (%d samples)", path, len(samples))
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rewrite_without(path: str | os.PathLike, drop: set[str]) -> int:
+    """Rewrite the shard at `path` without the samples whose key is in `drop` (tmp + replace, so a
+    reader sees the old or the new shard, never a partial one); remove it when nothing is left.
+    Returns the number of samples kept."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    kept = set()
+    try:
+        with tarfile.open(path, mode="r:") as src, tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as dst:
+            for info in src:
+                key = info.name.split(".", 1)[0]
+                if key in drop or not info.isreg():
+                    continue
+                dst.addfile(info, src.extractfile(info))
+                kept.add(key)
+        if not kept:
+            path.unlink()
+            return 0
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return len(kept)
+    finally:
+        tmp.unlink(missing_ok=True)

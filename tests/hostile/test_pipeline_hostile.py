@@ -2,7 +2,7 @@
 import os
 import time
 
-from pipeline.clips import CutClips, cut_clip
+from pipeline.clips import CutClip, cut_clip
 from pipeline.config import ClipConfig, CurateConfig
 
 from .conftest import small_frames
@@ -25,7 +25,7 @@ def test_stuck_ffmpeg_times_out_as_an_error_row(tmp_path, fake_ffmpeg, monkeypat
 
     curate = CurateConfig.from_dict({"clips": {"duration_s": 2.0, "min_duration_s": 1.0, "height": 16,
                                                "ffmpeg_timeout_s": 1.0}})
-    rows = CutClips(curate, str(tmp_path / "cache"))({"source": str(src), "video_id": "v", "duration_s": 2.0,
-                                                      "fps": 12.0})
-    assert len(rows) == 1 and rows[0]["error_reason"] == "cut_failed"
-    assert rows[0]["error"].startswith("TimeoutError: ffmpeg cutting") and rows[0]["mp4"] == b""
+    row = CutClip(curate, str(tmp_path / "cache"))({"source": str(src), "video_id": "v", "duration_s": 2.0,
+                                                    "fps": 12.0, "clip_index": 0, "start_s": 0.0, "end_s": 2.0})
+    assert row["error_reason"] == "cut_failed"
+    assert row["error"].startswith("TimeoutError: ffmpeg cutting") and row["mp4"] == b""

@@ -12,14 +12,25 @@ def test_shipped_configs_load(name):
     cfg = CurateConfig.from_yaml(REPO / "configs" / "curate" / name)
     assert cfg.clips.height % 2 == 0
     assert cfg.thresholds["video"] and cfg.thresholds["clip"]
-    # model stages load once per actor: every shipped config gives them a pool
+    # model stages load once per actor: every shipped config gives them a pool ([min, max] actors)
     for stage in ("intra_frame", "cuts", "text"):
-        assert cfg.stage(stage).pool >= 1
+        lo, hi = cfg.stage(stage).size()
+        assert 1 <= lo <= hi
+    assert cfg.clips.split == "fixed"  # the paper's clips by default
+
+
+def test_concurrency_must_be_min_max():
+    data = {"ray": {"stages": {"cuts": {"concurrency": [4, 2]}}}}
+    with pytest.raises(ConfigError, match="ray.stages.cuts.concurrency"):
+        CurateConfig.from_dict(data)
+    with pytest.raises(ConfigError, match="clips.split"):
+        CurateConfig.from_dict({"clips": {"split": "scenes"}})
+    assert CurateConfig.from_dict({"ray": {"stages": {"cuts": {"concurrency": [1, 8]}}}}).stage("cuts").size() == (1, 8)
 
 
 def test_local_config_shares_cpus_fractionally():
     cfg = CurateConfig.from_yaml(REPO / "configs" / "curate" / "local.yaml")
-    models = sum(cfg.stage(s).num_cpus * cfg.stage(s).pool for s in ("intra_frame", "cuts", "text"))
+    models = sum(cfg.stage(s).num_cpus * cfg.stage(s).size()[1] for s in ("intra_frame", "cuts", "text"))
     assert models < cfg.ray.num_cpus, "the model actors alone must not hold every core"
     assert all(cfg.stage(s).num_cpus < 1 for s in ("intra_frame", "cuts", "text"))
 

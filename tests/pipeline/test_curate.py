@@ -135,7 +135,9 @@ def test_rerun_skips_finished_videos(first_run, ray_cluster):
     cfg = CurateConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text()))
     t0 = time.perf_counter()
     run(cfg, out)
-    assert time.perf_counter() - t0 < first_run[4] / 3  # nothing decoded again
+    # nothing decoded again: the one video redone (the unreachable URL) still starts the one
+    # streaming pipeline with its model actor pools, the slow part on two cores
+    assert time.perf_counter() - t0 < first_run[4] / 2
     assert sorted(p.name for p in (out / "shards").iterdir()) == shards_before
     after = pd.read_parquet(out / "decisions.parquet")
     # transient download failures (the unreachable URL) are redone; everything else is kept as it was
@@ -281,7 +283,8 @@ def test_sigkill_midway_then_resume_is_exactly_once(corpus, first_run, ray_clust
     env = dict(ray_cluster["env"], CURATE_SIGKILL_AFTER_SHARDS="1")
     killed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
-    assert len(list((out / "shards").glob("clips-*.tar"))) == 1
+    # the workers write the shards: one batch may have committed both clips' shards by then
+    assert 1 <= len(list((out / "shards").glob("clips-*.tar"))) <= 2
     assert not list((out / "decisions" / "parts").glob("*.parquet"))  # nothing recorded as finished
     # resume in this process (it is already connected to the cluster)
     run(CurateConfig.from_dict(data), out)
