@@ -20,8 +20,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .reader import parse_sample
-from .schema import MEMBERS, ClipMeta, check_key, validate_meta
+from .reader import open_tar, parse_sample, tar_headers
+from .schema import MEMBERS, ClipMeta, check_key, split_member_name, validate_meta
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +104,11 @@ class ShardWriter:
     # -- writing --------------------------------------------------------------------------------
     def write(self, key: str, mp4: bytes, meta: dict | ClipMeta, jpg: bytes | None = None) -> None:
         """Add one sample; `meta` is validated against the schema and must describe `key`."""
-        check_key(key)
-        clip = validate_meta(meta, where=f"metadata of {key}")
-        if clip.key != key:
-            raise ValueError(f"key {key!r} does not match its metadata "
-                             f"(video_id={clip.video_id!r}, clip_index={clip.clip_index} → {clip.key!r})")
+        members = checked_members(key, mp4, meta)
         if key in self._keys_seen:
             raise ValueError(f"key {key!r} was already written by this writer")
-        if not isinstance(mp4, (bytes, bytearray)) or len(mp4) == 0:
-            raise ValueError(f"{key}: mp4 must be non-empty bytes")
-        if jpg is None:
-            jpg = thumbnail_jpg(bytes(mp4))
-        self._append(key, {"mp4": bytes(mp4), "json": clip.to_json(), "jpg": bytes(jpg)})
+        members["jpg"] = bytes(jpg if jpg is not None else thumbnail_jpg(members["mp4"]))
+        self._append(key, members)
 
     def write_members(self, key: str, members: dict[str, bytes]) -> None:
         """Add one sample whose member bytes are taken as they are (copied out of another shard:
@@ -138,10 +131,7 @@ class ShardWriter:
             self._finish_shard()
         if self._tar is None:
             self._start_shard()
-        for ext, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: same input → same bytes
-            self._tar.addfile(info, io.BytesIO(data))
+        add_members(self._tar, key, members)
         self._bytes += size
         self._keys.append(key)
         self._keys_seen.add(key)
@@ -158,23 +148,11 @@ class ShardWriter:
         tar, tmp, keys = self._tar, self._tmp_path, self._keys
         self._tar, self._tmp_path, self._keys = None, None, []
         tar.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync(tmp)
         final = self.out_dir / shard_name(self.prefix, self.next_index)
-        while True:
-            try:  # link + unlink: an atomic rename that fails rather than overwrite
-                os.link(tmp, final)
-                break
-            except FileExistsError:
-                self.next_index += 1
-                final = self.out_dir / shard_name(self.prefix, self.next_index)
-            except OSError:  # filesystem without hard links
-                if final.exists():
-                    self.next_index += 1
-                    final = self.out_dir / shard_name(self.prefix, self.next_index)
-                    continue
-                os.replace(tmp, final)
-                break
+        while not link_new(tmp, final):  # someone wrote that name meanwhile: take the next
+            self.next_index += 1
+            final = self.out_dir / shard_name(self.prefix, self.next_index)
         tmp.unlink(missing_ok=True)
         self.next_index += 1
         self.shards.append(final)
@@ -217,6 +195,47 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
+def checked_members(key: str, mp4: bytes, meta: dict | ClipMeta) -> dict[str, bytes]:
+    """The mp4 and json members of one sample, after the checks every writer makes: a valid key,
+    metadata that follows the schema and describes `key`, non-empty mp4 bytes."""
+    check_key(key)
+    clip = validate_meta(meta, where=f"metadata of {key}")
+    if clip.key != key:
+        raise ValueError(f"key {key!r} does not match its metadata "
+                         f"(video_id={clip.video_id!r}, clip_index={clip.clip_index} → {clip.key!r})")
+    if not isinstance(mp4, (bytes, bytearray)) or len(mp4) == 0:
+        raise ValueError(f"{key}: mp4 must be non-empty bytes")
+    return {"mp4": bytes(mp4), "json": clip.to_json()}
+
+
+def add_members(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
+    """Append `KEY.EXT` members to an open tar, in the dict's order."""
+    for ext, data in members.items():
+        info = tarfile.TarInfo(f"{key}.{ext}")
+        info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: same input → same bytes
+        tar.addfile(info, io.BytesIO(data))
+
+
+def fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def link_new(tmp: Path, final: Path) -> bool:
+    """Put the finished file `tmp` at `final` without ever overwriting (link, which fails when `final`
+    exists: an atomic rename that refuses); False when `final` already exists. The caller removes tmp."""
+    try:
+        os.link(tmp, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # filesystem without hard links
+        if final.exists():
+            return False
+        os.replace(tmp, final)
+        return True
+
+
 def content_shard_name(prefix: str, keys: list[str]) -> str:
     """`{prefix}-{digest}.tar`, a name fixed by the shard's keys: many writers (Ray workers on
     several nodes) can write into one directory without coordinating, and a retried task that
@@ -241,27 +260,14 @@ def write_shard(path: str | os.PathLike, samples: list[tuple[str, bytes, dict | 
         with tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as tar:
             seen = set()
             for key, mp4, meta, jpg in samples:
-                check_key(key)
-                clip = validate_meta(meta, where=f"metadata of {key}")
-                if clip.key != key or key in seen:
-                    raise ValueError(f"key {key!r}: does not match its metadata or is repeated in {path.name}")
+                members = checked_members(key, mp4, meta)
+                if key in seen:
+                    raise ValueError(f"key {key!r} is repeated in {path.name}")
                 seen.add(key)
-                if not isinstance(mp4, (bytes, bytearray)) or len(mp4) == 0:
-                    raise ValueError(f"{key}: mp4 must be non-empty bytes")
-                for ext, data in (("mp4", bytes(mp4)), ("json", clip.to_json()), ("jpg", bytes(jpg))):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
-                    info.size, info.mode, info.mtime = len(data), 0o644, 0
-                    tar.addfile(info, io.BytesIO(data))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
+                add_members(tar, key, {**members, "jpg": bytes(jpg)})
+        fsync(tmp)
+        if not link_new(tmp, path):
             return False
-        except OSError:  # filesystem without hard links
-            if path.exists():
-                return False
-            os.replace(tmp, path)
         log.info("wrote %s (%d samples)", path, len(samples))
         return True
     finally:
@@ -276,18 +282,21 @@ def rewrite_without(path: str | os.PathLike, drop: set[str]) -> int:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     kept = set()
     try:
-        with tarfile.open(path, mode="r:") as src, tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as dst:
-            for info in src:
-                key = info.name.split(".", 1)[0]
+        with open_tar(str(path)) as src, tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as dst:
+            for info in tar_headers(src):
+                try:
+                    key = split_member_name(info.name)[0]  # the reader's rule for a member's key
+                except ValueError:
+                    key = None  # not a sample member: kept as it is, counted as no sample
                 if key in drop or not info.isreg():
                     continue
                 dst.addfile(info, src.extractfile(info))
-                kept.add(key)
+                if key is not None:
+                    kept.add(key)
         if not kept:
             path.unlink()
             return 0
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync(tmp)
         os.replace(tmp, path)
         return len(kept)
     finally:
