@@ -480,8 +480,7 @@ def _run(cfg: CurateConfig, run_dir: Path, allow_config_change: bool) -> dict:
         progress = Progress(run_dir, on_finish=lambda row: release(str(row["source"]), cache_dir, cfg.download),
                             on_new_shard=crash_test_hook())
         t0 = time.perf_counter()
-        rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                for r in todo.to_dict("records")]
+        rows = list(_row_dict(todo))
         for r in rows:  # text columns: "" for none, so every Ray block infers one type
             r["category"], r["manifest_error"] = r.get("category") or "", r.get("manifest_error") or ""
         for batch in pipeline(rows, cfg, cache_dir, shard_dir, existing, config_hash).iter_batches(
