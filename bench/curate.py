@@ -11,7 +11,10 @@ For each input:
 - run: `python pipeline/curate.py --config … --input VIDEO --output TMP` in a subprocess (a local
   Ray started by the driver, as a user runs it), wall seconds, source seconds per wall second, and
   wall / floor; meanwhile the resident memory of the driver and of every Ray worker under it is
-  sampled every 0.2 s: the peak of the driver and of the largest worker are printed;
+  sampled every 0.2 s: the peak of the driver and of the largest worker are printed. A worker's
+  memory is what it owns: its RSS less the object-store pages it has mapped (the node's one
+  plasma file, sized by `ray.object_store_mb`, counted in the RSS of every worker that reads a
+  block from it); its RSS is printed beside it;
 - stages (unless --skip-stages): each stage body alone in this process, no Ray, one after the
   other (sample, video filters, cuts = TransNetV2 over every frame, then per clip: cut, motion,
   text, pixels), wall seconds and x floor.
@@ -63,13 +66,28 @@ def make_long(src: Path, minutes: float, out: Path) -> Path:
     return out
 
 
+def object_store_bytes(pid: int) -> int:
+    """Resident bytes of a process's mappings of Ray's object store (the node's plasma file in
+    /dev/shm, sized by `ray.object_store_mb`): every worker maps the same pages, so they count in
+    each worker's RSS without being that worker's memory."""
+    total, in_store = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if not line[0].isupper():  # a mapping's header line: "start-end perms offset dev inode path"
+                in_store = "/plasma" in line
+            elif in_store and line.startswith("Rss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 class PeakRSS(threading.Thread):
-    """Samples the RSS of a process and of each of its descendants (Ray workers) until stopped."""
+    """Samples the memory of a process and of each of its descendants (Ray workers) until stopped:
+    for a worker, its RSS and what it owns (RSS less its resident object-store pages)."""
 
     def __init__(self, pid: int, every_s: float = 0.2):
         super().__init__(daemon=True)
         self.root, self.every_s, self.stop = psutil.Process(pid), every_s, threading.Event()
-        self.driver, self.workers = 0, {}
+        self.driver, self.workers = 0, {}  # workers: pid -> (peak owned, peak RSS, name)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -79,24 +97,29 @@ class PeakRSS(threading.Thread):
                     try:
                         name = p.cmdline()[0] if p.cmdline() else ""
                         if name.startswith("ray::"):  # a Ray worker (raylet, gcs are not)
-                            self.workers[p.pid] = max(self.workers.get(p.pid, (0, ""))[0], p.memory_info().rss), name
-                    except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                            rss = p.memory_info().rss
+                            owned, peak_rss, _ = self.workers.get(p.pid, (0, 0, ""))
+                            self.workers[p.pid] = (max(owned, rss - object_store_bytes(p.pid)),
+                                                   max(peak_rss, rss), name)
+                    except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError, OSError):
                         continue
             except psutil.NoSuchProcess:
                 return
             time.sleep(self.every_s)
 
-    def largest_worker(self) -> tuple[int, str]:
-        return max(self.workers.values(), default=(0, ""))
+    def largest_worker(self) -> tuple[int, int, str]:
+        """(owned, RSS, name) of the worker that owned the most."""
+        return max(self.workers.values(), default=(0, 0, ""))
 
-    def by_stage(self) -> dict[str, int]:
-        """Peak RSS per kind of worker (the last operator of its fused chain), largest first."""
-        out: dict[str, int] = {}
-        for rss, name in self.workers.values():
+    def by_stage(self) -> dict[str, tuple[int, int]]:
+        """Peak (owned, RSS) per kind of worker (the last operator of its fused chain), largest first."""
+        out: dict[str, tuple[int, int]] = {}
+        for owned, rss, name in self.workers.values():
             stage = name.split(" ")[0].split("->")[-1].rstrip(")").replace("MapBatches(", "").replace("Map(", "")
             stage = stage.replace("ray::", "").replace("MapWorker(", "")
-            out[stage] = max(out.get(stage, 0), rss)
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+            prev = out.get(stage, (0, 0))
+            out[stage] = (max(prev[0], owned), max(prev[1], rss))
+        return dict(sorted(out.items(), key=lambda kv: -kv[1][0]))
 
 
 def whole_run(video: Path, config: str, sets: list[str], tmp: Path) -> dict:
@@ -114,10 +137,10 @@ def whole_run(video: Path, config: str, sets: list[str], tmp: Path) -> dict:
     if p.returncode != 0:
         raise RuntimeError(f"curate.py failed on {video}:\n{log[-3000:]}")
     line = next((ln for ln in log.splitlines() if ln.startswith("curate:")), "")
-    worker, name = mon.largest_worker()
-    per_stage = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in list(mon.by_stage().items())[:6])
-    return dict(wall=wall, line=line, driver_mib=mon.driver / 2**20, worker_mib=worker / 2**20,
-                worker_name=name.split(" ")[0][:60], per_stage=per_stage)
+    owned, rss, name = mon.largest_worker()
+    per_stage = ", ".join(f"{k} {o / 2**20:.0f} ({r / 2**20:.0f})" for k, (o, r) in list(mon.by_stage().items())[:6])
+    return dict(wall=wall, line=line, driver_mib=mon.driver / 2**20, worker_mib=owned / 2**20,
+                worker_rss_mib=rss / 2**20, worker_name=name.split(" ")[0][:60], per_stage=per_stage)
 
 
 def stages(video: Path, cfg: CurateConfig, tmp: Path) -> list[tuple[str, float]]:
@@ -200,7 +223,8 @@ def main() -> None:
                 r = whole_run(v, args.config, sets, tmp)
                 print(f"whole curate.py run: {r['wall']:.1f} s wall = {info.duration_s / r['wall']:.2f} source s per "
                       f"wall s = {r['wall'] / floor:.1f}x floor; peak RSS driver {r['driver_mib']:.0f} MiB, "
-                      f"largest worker {r['worker_mib']:.0f} MiB ({r['worker_name']})\n  workers' peak RSS by stage (MiB): "
+                      f"largest worker {r['worker_mib']:.0f} MiB owned, {r['worker_rss_mib']:.0f} MiB RSS ({r['worker_name']})\n"
+                      f"  workers' peak by stage, MiB owned (RSS with object-store pages): "
                       f"{r['per_stage']}\n  {r['line']}", flush=True)
             if not args.skip_stages:
                 print(f"{'stage (in-process, no Ray)':<58} {'wall s':>8} {'x floor':>8}")

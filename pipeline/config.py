@@ -189,7 +189,7 @@ class RayConfig:
     num_cpus: Optional[int] = None  # local Ray only
     object_store_mb: Optional[int] = None  # local Ray only
     progress_bars: bool = True
-    block_kb: int = 32  # Ray Data's target block size: a chunk of about 10 clip spans per task
+    block_kb: int = 32  # Ray Data's target block size: a chunk of ~30-40 clip spans per task
     stages: dict[str, StageResources] = field(default_factory=_default_stages)
 
 

@@ -9,7 +9,8 @@ skipped; videos that failed transiently — a 429, the bot check, a time-out —
 barrier between the video and the clip level (see `pipeline()` and docs/curation.md):
 download → sample → video pixels → format → intra-frame LPIPS (actors) → inter-frame → video
 thresholds → cuts: TransNetV2 over every frame of the video (actors) → plan clip spans (fixed |
-cut_aware) → cut + encode one clip, analysis frames → motion → text rapidocr (actors) → pixels →
+cut_aware) → cut + encode one clip, analysis frames → motion → pixels → text rapidocr (actors, on
+the few frames it reads) →
 write: clip thresholds and the accepted clips into shards, on the workers.
 The driver receives only small rows (decisions, keys, shard names); a video's decisions are
 recorded once its video row and all its clip rows are back (its clips then sit in committed
@@ -52,7 +53,7 @@ from pipeline.filters.inter_frame import inter_frame_scores  # noqa: E402
 from pipeline.filters.intra_frame import IntraFrameScores  # noqa: E402
 from pipeline.filters.motion import MotionScores  # noqa: E402
 from pipeline.filters.pixels import PixelScores  # noqa: E402
-from pipeline.filters.text import TextScores  # noqa: E402
+from pipeline.filters.text import TextScores, text_frames  # noqa: E402
 from pipeline.manifest import ManifestError, read_manifest  # noqa: E402
 from pipeline.report import one_line, summarize, write_report  # noqa: E402
 from pipeline.sample import SampleFrames  # noqa: E402
@@ -147,6 +148,11 @@ def _cut(row: dict, cfg: CurateConfig, cache_dir: str) -> dict:
     return CutClip(cfg, cache_dir)(row)
 
 
+def keep_text_frames(batch: dict, num_frames: int) -> dict:
+    batch["frames"] = [f if f is None else text_frames(np.asarray(f), num_frames) for f in batch["frames"]]
+    return batch
+
+
 def cut_threshold(thresholds) -> float:
     """The cut probability above which the `cuts` thresholds reject a clip: where cut_aware ends a
     shot (the lowest `cut_prob: {above: x}`; 0.4, cosmos-curate's, when there is no such rule)."""
@@ -158,8 +164,8 @@ def cut_threshold(thresholds) -> float:
 class WriteShards:
     """Ray Data task body of the last stage, on the workers: decides each clip row (thresholds,
     clip level), writes the accepted clips of the batch into shards of at most shards.max_bytes
-    (content-named, atomic: shards.writer.write_shard), and returns the rows without clip bytes —
-    the driver receives decisions, keys and shard names only. A clip already in a committed shard
+    (content-named, atomic: shards.writer.write_shard), and returns the rows without clip bytes or
+    frames — the driver receives decisions, keys and shard names only. A clip already in a committed shard
     (`existing`: written by a run killed before it recorded the video) is not written again."""
 
     def __init__(self, cfg: CurateConfig, shard_dir: str, existing: dict[str, str], config_hash: str):
@@ -199,8 +205,8 @@ class WriteShards:
             out.append(row)
         self._flush(samples, pending)
         for row in out:
-            row.pop("mp4", None)
-            row.pop("jpg", None)
+            for column in ("mp4", "jpg", "frames"):
+                row.pop(column, None)
         return pd.DataFrame(out)
 
 
@@ -233,7 +239,8 @@ def pipeline(rows: list[dict], cfg: CurateConfig, cache_dir: str, shard_dir: Pat
       download → sample → video_pixels → format → intra_frame → inter_frame  (video rows, 8 frames)
         → decide (video) → cuts (TransNetV2 over every frame, per video)
         → plan: flat_map to the video row + one small row per clip span
-        → cut (one clip per row: ffmpeg, analysis frames, thumbnail) → motion → text → pixels
+        → cut (one clip per row: ffmpeg, analysis frames, thumbnail) → motion → pixels
+        → keep the text score's frames only → text (actors)
         → write (clip decisions, shards on the worker) → driver (small rows only)
     """
     import ray
@@ -247,17 +254,25 @@ def pipeline(rows: list[dict], cfg: CurateConfig, cache_dir: str, shard_dir: Pat
     res = cfg.stage("inter_frame")
     ds = ds.map_batches(inter_frame_scores, batch_size=res.batch_size, batch_format="numpy",
                         **_resources("inter_frame", cfg, False))
-    ds = ds.drop_columns(["frames"])  # the video level's frames: no later stage needs them
-    ds = ds.map(_decide_video, fn_kwargs=dict(thresholds=cfg.thresholds), num_cpus=0.05)
+    # the video level's frames: no later stage needs them. Light steps take the resources of the
+    # stage before them, so Ray Data fuses them into its task (each operator costs the driver's
+    # scheduling loop time on every step, and every unfused hop goes through the object store).
+    ds = ds.drop_columns(["frames"], **_resources("inter_frame", cfg, False))
+    ds = ds.map(_decide_video, fn_kwargs=dict(thresholds=cfg.thresholds), **_resources("inter_frame", cfg, False))
     ds = ds.map(VideoCuts, fn_constructor_args=(cfg.filters.cuts, cfg.download, cache_dir),
                 **_resources("cuts", cfg, True))
     ds = ds.flat_map(_plan, fn_kwargs=dict(cfg=cfg, threshold=cut_threshold(cfg.thresholds)), num_cpus=0.05)
     ds = ds.map(_cut, fn_kwargs=dict(cfg=cfg, cache_dir=cache_dir), **_resources("cut", cfg, False))
     ds = map_stage(ds, "motion", MotionScores, (cfg.filters.motion,), cfg)
-    ds = map_stage(ds, "text", TextScores, (cfg.filters.text,), cfg)
     ds = map_stage(ds, "pixels", PixelScores, (cfg.filters.pixels, "", "pixels"), cfg)
-    ds = ds.drop_columns(["frames"])  # the clip's analysis frames: done with after pixels
-    res = cfg.stage("write")
+    # every analysis frame is done with but the text score's few: only those go on to the text
+    # actors (a 10-s clip's 30 frames are ~12 MiB at 512×256). Same resources as pixels, so Ray Data
+    # fuses it into the pixels task and the full frames never pass through the object store again.
+    ds = ds.map_batches(keep_text_frames, fn_kwargs=dict(num_frames=cfg.filters.text.num_frames),
+                        batch_size=cfg.stage("pixels").batch_size, batch_format="numpy",
+                        **_resources("pixels", cfg, False))
+    ds = map_stage(ds, "text", TextScores, (cfg.filters.text,), cfg)
+    res = cfg.stage("write")  # WriteShards drops the text frames with the clip bytes
     return ds.map_batches(_run_stateless, fn_kwargs=dict(cls=WriteShards, args=(cfg, str(shard_dir), existing, config_hash)),
                           batch_size=res.batch_size, batch_format="pandas", ray_remote_args_fn=SpreadOverNodes(),
                           **_resources("write", cfg, False))

@@ -25,6 +25,7 @@ from typing import Sequence, Union
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -181,11 +182,14 @@ def sample_indices(num_available: int, src_fps: float, fps: float | None = None,
     return np.floor(np.arange(count) * step + 1e-6).astype(np.int64)
 
 
-def _to_rgb(frame, size):
+def _to_rgb(frame, size, reformatter: VideoReformatter):
+    """A decoded frame as RGB (resized with area interpolation when size is given). The same
+    conversion as `frame.to_ndarray(...)`, but through one reformatter per video: to_ndarray builds
+    a new swscale context for every frame, which cost 5× the decode at small sizes."""
     if size is None:
-        return frame.to_ndarray(format="rgb24")
+        return reformatter.reformat(frame, format="rgb24").to_ndarray()
     w, h = size
-    return frame.to_ndarray(format="rgb24", width=int(w), height=int(h), interpolation="AREA")
+    return reformatter.reformat(frame, format="rgb24", width=int(w), height=int(h), interpolation="AREA").to_ndarray()
 
 
 def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: float | None = None,
@@ -213,10 +217,12 @@ def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: f
         stream.thread_type = "AUTO"
         src_fps = _stream_fps(stream, name)
 
+        reformatter = VideoReformatter()
+
         def rgb(frame) -> np.ndarray:
             # the header may lie, or the size change mid-stream: check what the decoder gave
             check_frame_budget(frame.width, frame.height, max_frame_pixels, name)
-            return _to_rgb(frame, size)
+            return _to_rgb(frame, size, reformatter)
 
         if indices is None and fps is None and num_frames is None:
             frames, held = [], 0
@@ -319,8 +325,9 @@ def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -
         # a keyframe every keyint_s seconds keeps random access into a clip cheap (decode_frames seeks)
         stream.options = {"crf": str(int(crf)), "g": str(max(1, round(keyint_s * float(rate))))}
         stream.codec_context.thread_count = X264_THREADS
+        reformatter = VideoReformatter()  # one swscale context for the clip, not one per frame
         for rgb in frames:
-            yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(**_TO_YUV)
+            yuv = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), **_TO_YUV)
             for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():

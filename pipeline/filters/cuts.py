@@ -15,6 +15,7 @@ import time
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 import torch
 
 from ..config import CutsFilterConfig
@@ -35,13 +36,15 @@ def load_transnetv2(device: str = "cpu"):
 
 def small_frames(path: str, max_frames: int | None = None):
     """Every frame of a video as (27, 48, 3) uint8 RGB, one at a time (PyAV scales while decoding)."""
+    reformatter = VideoReformatter()  # one swscale context, not one per frame (to_ndarray's)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if max_frames is not None and i >= max_frames:
                 break
-            yield frame.to_ndarray(format="rgb24", width=INPUT_HW[1], height=INPUT_HW[0], interpolation="AREA")
+            yield reformatter.reformat(frame, format="rgb24", width=INPUT_HW[1], height=INPUT_HW[0],
+                                       interpolation="AREA").to_ndarray()
 
 
 def quiet(window: np.ndarray, max_step: float, max_span: float, span: int) -> bool:

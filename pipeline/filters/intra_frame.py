@@ -18,6 +18,8 @@ its torch hub cache holds.
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
+from unittest.mock import patch
 
 import cv2
 import numpy as np
@@ -56,12 +58,44 @@ def load_backbone_weights(model, path: str) -> int:
     return loaded
 
 
+def _draw_uniform(count: int, chunk: int = 1 << 22) -> None:
+    """Advance the global CPU generator as `uniform_` on `count` floats does (one draw per element,
+    serially), through a buffer of at most `chunk` floats."""
+    buf = torch.empty(min(count, chunk))
+    for start in range(0, count, chunk):
+        buf[: min(chunk, count - start)].uniform_()
+
+
+def vgg16_features_only(pretrained: bool = False, **_) -> SimpleNamespace:
+    """`torchvision.models.vgg16(weights=None)` as lpips uses it (its `.features` only), with the
+    same tensors from the same global RNG state, but without allocating the 124 M-parameter
+    classifier that lpips throws away (a 0.5 GiB spike in every LPIPS actor): the classifier's
+    construction draws are replayed through a small buffer, so the RNG reaches VGG's init loop in
+    the same state. tests/pipeline/test_filters.py checks it tensor for tensor against torchvision."""
+    from torchvision.models import vgg
+
+    if pretrained:
+        raise ValueError("vgg16_features_only builds the random backbone; load weights with load_backbone_weights")
+    features = vgg.make_layers(vgg.cfgs["D"])                       # VGG(features): the convs first ...
+    for fan_in, fan_out in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
+        _draw_uniform(fan_in * fan_out)                              # ... then nn.Linear's weight ...
+        _draw_uniform(fan_out)                                       # ... and bias reset_parameters
+    for m in features.modules():                                    # VGG.__init__'s init, features first
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            torch.nn.init.constant_(m.bias, 0)
+    return SimpleNamespace(features=features)
+
+
 def load_lpips(net: str = "vgg", seed: int = 0, weights: str = "random"):
     """lpips.LPIPS with the backbone given by `weights` (a path, or `random` from `seed`).
     Returns (model, backbone name). lpips' own linear layers ship with the package."""
     import lpips
+    import lpips.pretrained_networks as backbones
 
-    with torch.random.fork_rng(devices=[]):
+    # VGG (the curation's): the backbone without torchvision's classifier, same random tensors
+    torchvision = SimpleNamespace(vgg16=vgg16_features_only) if net == "vgg" else backbones.tv
+    with torch.random.fork_rng(devices=[]), patch.object(backbones, "tv", torchvision):
         torch.manual_seed(seed)
         model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     if weights != "random":

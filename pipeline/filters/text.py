@@ -58,6 +58,13 @@ def box_area_frac(boxes, size: int) -> float:
     return float(mask.mean())
 
 
+def text_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """The `num_frames` frames of a clip that the text score reads, evenly spaced. Picking them
+    again from what this returns gives the same frames, so the pipeline cuts the clip's frames down
+    to these before its text actor (pipeline.curate.keep_text_frames) without changing the score."""
+    return frames[np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(int)]
+
+
 class TextScores:
     """Ray Data callable: loads the rapidocr detector once, adds text_area_frac."""
 
@@ -84,8 +91,7 @@ class TextScores:
         return float(np.max(fracs))
 
     def scores(self, frames: np.ndarray) -> dict:
-        pick = np.linspace(0, len(frames) - 1, min(self.cfg.num_frames, len(frames))).round().astype(int)
-        return {"text_area_frac": max(self.frame_text_frac(frames[i]) for i in pick)}
+        return {"text_area_frac": max(self.frame_text_frac(f) for f in text_frames(frames, self.cfg.num_frames))}
 
     def __call__(self, batch: dict) -> dict:
         return add_scores(batch, "text", SCORES, lambda i: self.scores(batch["frames"][i]))

@@ -65,3 +65,16 @@ def test_config_hash_ignores_paths_but_not_thresholds():
     c = CurateConfig.from_dict({"thresholds": {"clip": {"motion": [
         {"reason": "low_flow", "reject_if": {"motion_deg_s": {"below": 1.0}}}]}}})
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "360-1m.yaml"])
+def test_shipped_configs_fuse_the_clip_frame_stages(name):
+    """cut → motion → pixels (→ keep_text_frames, which takes pixels' arguments) must reach Ray Data
+    with equal arguments, the condition for fusing them into one task: otherwise every clip's
+    analysis frames cross the object store between them (docs/curation.md, Operators and fusion)."""
+    from pipeline.curate import _resources
+
+    cfg = CurateConfig.from_yaml(REPO / "configs" / "curate" / name)
+    args = {s: _resources(s, cfg, False) for s in ("cut", "motion", "pixels")}
+    assert args["cut"] == args["motion"] == args["pixels"], args
+    assert cfg.stage("motion").batch_size == cfg.stage("pixels").batch_size

@@ -69,7 +69,48 @@ def test_text_score_is_the_largest_view_not_the_mean():
     assert score / 6 < 0.05  # as a mean over the six views it would have passed 0.05
 
 
+def test_text_actor_scores_the_same_on_the_frames_the_pipeline_keeps_for_it():
+    """The pipeline sends the text actors only the frames the score reads (keep_text_frames): the
+    score must not change, whichever frame of the clip holds the text."""
+    from pipeline.curate import keep_text_frames
+
+    scorer = TextScores(TextFilterConfig(num_frames=2, view_size=256))
+    blank = np.full_like(title_equirect(), 90)
+    for holder in (0, 4, 6, 9):  # a 10-frame clip; frames 0 and 9 are read
+        frames = np.stack([title_equirect() if i == holder else blank for i in range(10)])
+        kept = keep_text_frames({"frames": [frames, None]}, num_frames=2)["frames"]
+        assert kept[0].shape[0] == 2 and kept[1] is None
+        assert scorer.scores(kept[0]) == scorer.scores(frames), holder
+        assert (scorer.scores(frames)["text_area_frac"] > 0.1) == (holder in (0, 9))
+
+
 def test_backbone_rules_skip_rows_that_record_no_backbone():
     rules = {"video": {"intra_frame": [
         {"reason": "left_right_duplicate", "backbone": "pretrained", "reject_if": {"lpips_lr": {"below": 0.05}}}]}}
     assert decide(dict(lpips_lr=0.01), rules, "video")[0] == "accepted"
+
+
+def test_random_vgg_backbone_is_lpips_own_without_the_classifier_spike():
+    """The LPIPS actor's VGG is drawn as lpips + torchvision draw it (so the random-backbone
+    thresholds keep their calibration), but torchvision's classifier (124 M parameters, thrown away
+    by lpips) is never allocated: it was a 0.5 GiB peak in every LPIPS actor."""
+    import subprocess
+    import sys
+
+    import lpips
+
+    model, _ = load_lpips("vgg", seed=3, weights="random")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        reference = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert [k for k in ours if not torch.equal(ours[k], theirs[k])] == []
+
+    probe = ("import torch, lpips\n"
+             "from pipeline.filters.intra_frame import load_lpips\n"
+             "hwm = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
+             "before = hwm(); load_lpips('vgg', 0, 'random'); print((hwm() - before) // 1024)\n")
+    grew_mib = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                  cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2])).stdout)
+    assert grew_mib < 300, f"building the LPIPS VGG raised the peak RSS by {grew_mib} MiB"

@@ -1,3 +1,4 @@
+import io
 import subprocess
 from pathlib import Path
 
@@ -55,6 +56,24 @@ def test_resize_in_reformat(frames):
     assert out.shape == (2, 16, 32, 3)
     # area resize of the horizontal ramp keeps it a ramp
     assert out[0, 8, 0, 0] < out[0, 8, -1, 0]
+
+
+def test_one_reformatter_per_video_gives_pyav_own_conversion(frames, tmp_path):
+    """decode_frames converts through one swscale context per video (to_ndarray builds one per
+    frame: 5× the decode's cost at small sizes); the pixels must be exactly PyAV's own, resized or not."""
+    from pipeline.filters.cuts import INPUT_HW, small_frames
+
+    data = encode_mp4(frames, fps=12)
+    with av.open(io.BytesIO(data)) as c:
+        reference = [(f.to_ndarray(format="rgb24"),
+                      f.to_ndarray(format="rgb24", width=40, height=20, interpolation="AREA"),
+                      f.to_ndarray(format="rgb24", width=INPUT_HW[1], height=INPUT_HW[0], interpolation="AREA"))
+                     for f in c.decode(video=0)]
+    assert np.array_equal(decode_frames(data), np.stack([r[0] for r in reference]))
+    assert np.array_equal(decode_frames(data, size=(40, 20)), np.stack([r[1] for r in reference]))
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    assert np.array_equal(np.stack(list(small_frames(path))), np.stack([r[2] for r in reference]))
 
 
 def test_bad_indices_and_arguments(frames):
