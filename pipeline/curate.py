@@ -251,14 +251,14 @@ def pipeline(rows: list[dict], cfg: CurateConfig, cache_dir: str, shard_dir: Pat
     ds = map_stage(ds, "video_pixels", PixelScores, (cfg.filters.pixels, "video_", "video_pixels"), cfg)
     ds = map_stage(ds, "format", FormatScores, (cfg.filters.format,), cfg)
     ds = map_stage(ds, "intra_frame", IntraFrameScores, (cfg.filters.intra_frame,), cfg)
-    res = cfg.stage("inter_frame")
-    ds = ds.map_batches(inter_frame_scores, batch_size=res.batch_size, batch_format="numpy",
-                        **_resources("inter_frame", cfg, False))
+    inter = _resources("inter_frame", cfg, False)
+    ds = ds.map_batches(inter_frame_scores, batch_size=cfg.stage("inter_frame").batch_size, batch_format="numpy",
+                        **inter)
     # the video level's frames: no later stage needs them. Light steps take the resources of the
     # stage before them, so Ray Data fuses them into its task (each operator costs the driver's
     # scheduling loop time on every step, and every unfused hop goes through the object store).
-    ds = ds.drop_columns(["frames"], **_resources("inter_frame", cfg, False))
-    ds = ds.map(_decide_video, fn_kwargs=dict(thresholds=cfg.thresholds), **_resources("inter_frame", cfg, False))
+    ds = ds.drop_columns(["frames"], **inter)
+    ds = ds.map(_decide_video, fn_kwargs=dict(thresholds=cfg.thresholds), **inter)
     ds = ds.map(VideoCuts, fn_constructor_args=(cfg.filters.cuts, cfg.download, cache_dir),
                 **_resources("cuts", cfg, True))
     ds = ds.flat_map(_plan, fn_kwargs=dict(cfg=cfg, threshold=cut_threshold(cfg.thresholds)), num_cpus=0.05)

@@ -182,10 +182,11 @@ def sample_indices(num_available: int, src_fps: float, fps: float | None = None,
     return np.floor(np.arange(count) * step + 1e-6).astype(np.int64)
 
 
-def _to_rgb(frame, size, reformatter: VideoReformatter):
-    """A decoded frame as RGB (resized with area interpolation when size is given). The same
-    conversion as `frame.to_ndarray(...)`, but through one reformatter per video: to_ndarray builds
-    a new swscale context for every frame, which cost 5× the decode at small sizes."""
+def frame_rgb(frame, size, reformatter: VideoReformatter) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB (resized with area interpolation when size=(w, h)).
+    The same pixels as `frame.to_ndarray(...)`, but through the caller's one reformatter per video:
+    to_ndarray builds a new swscale context for every frame (1200 frames of 1024×512 to 48×27:
+    1.72 s against 0.66 s with one context, the decode alone 0.45 s)."""
     if size is None:
         return reformatter.reformat(frame, format="rgb24").to_ndarray()
     w, h = size
@@ -222,7 +223,7 @@ def decode_frames(src: VideoSource, indices: Sequence[int] | None = None, fps: f
         def rgb(frame) -> np.ndarray:
             # the header may lie, or the size change mid-stream: check what the decoder gave
             check_frame_budget(frame.width, frame.height, max_frame_pixels, name)
-            return _to_rgb(frame, size, reformatter)
+            return frame_rgb(frame, size, reformatter)
 
         if indices is None and fps is None and num_frames is None:
             frames, held = [], 0

@@ -18,6 +18,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 import torch
 
+from shards.video import frame_rgb
+
 from ..config import CutsFilterConfig
 
 INPUT_HW = (27, 48)
@@ -36,15 +38,14 @@ def load_transnetv2(device: str = "cpu"):
 
 def small_frames(path: str, max_frames: int | None = None):
     """Every frame of a video as (27, 48, 3) uint8 RGB, one at a time (PyAV scales while decoding)."""
-    reformatter = VideoReformatter()  # one swscale context, not one per frame (to_ndarray's)
+    reformatter = VideoReformatter()  # one swscale context for the video (shards.video.frame_rgb)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if max_frames is not None and i >= max_frames:
                 break
-            yield reformatter.reformat(frame, format="rgb24", width=INPUT_HW[1], height=INPUT_HW[0],
-                                       interpolation="AREA").to_ndarray()
+            yield frame_rgb(frame, (INPUT_HW[1], INPUT_HW[0]), reformatter)
 
 
 def quiet(window: np.ndarray, max_step: float, max_span: float, span: int) -> bool:

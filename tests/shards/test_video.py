@@ -59,8 +59,8 @@ def test_resize_in_reformat(frames):
 
 
 def test_one_reformatter_per_video_gives_pyav_own_conversion(frames, tmp_path):
-    """decode_frames converts through one swscale context per video (to_ndarray builds one per
-    frame: 5× the decode's cost at small sizes); the pixels must be exactly PyAV's own, resized or not."""
+    """decode_frames and the cuts stage convert through one swscale context per video (to_ndarray
+    builds one per frame); the pixels must be exactly PyAV's own, resized or not."""
     from pipeline.filters.cuts import INPUT_HW, small_frames
 
     data = encode_mp4(frames, fps=12)
