@@ -11,13 +11,9 @@ training clips (at the train config's equirect size, random circular shifts, and
 black region like the condition canvas has outside its mask). `--canvas-weight` adds a term that
 keeps the latents local: a canvas (the frame black outside a random window, as the condition
 canvas is outside the input's directions) must encode, inside the window, to the frame's own
-latents. Without it the mostly-black canvas shifts every latent (the encoder's GroupNorm
-statistics and mid-block attention span the whole frame), so inside the input's directions the
-condition latents are not the target's; `vae_fit.json` reports by how much (measured on
-held-out scenes: a squared distance 2.5-4.4× the latents' own variance without the term, 1.5-13%
-of it with weight 0.1). Off by default: with the demo's 400 UNet steps it moved the held-out
-masked PSNR by +0.04 to +0.37 dB and the whole-panorama PSNR by −0.46 to −0.9 dB, for ~30% more
-fitting time (docs/training.md). Its `scaling_factor` is set to
+latents; without it the mostly-black canvas shifts every latent (the encoder's GroupNorm
+statistics and mid-block attention span the whole frame). Off by default: docs/training.md gives
+what it measured to do. Its `scaling_factor` is set to
 1 / std of the latents, so x0 has σ_data ≈ 1 as EDM assumes. Point the train config's
 `model.pretrained` at the directory: the trainer then fine-tunes its UNet like SVD-XT's, and
 the directory's own random UNet is the "untrained" model of the demo's evaluation.
@@ -59,6 +55,14 @@ def load_clips(urls: Sequence[str], height: int, width: int) -> list[np.ndarray]
     return clips
 
 
+def random_box(height: int, width: int, h_range: tuple[int, int], w_range: tuple[int, int],
+               rng: np.random.Generator) -> tuple[slice, slice]:
+    """(rows, columns) of a random box inside height×width, its size drawn from [low, high) ranges."""
+    h, w = int(rng.integers(*h_range)), int(rng.integers(*w_range))
+    y, x = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    return slice(y, y + h), slice(x, x + w)
+
+
 def sample_windows(clips: list[np.ndarray], n: int, T: int, rng: np.random.Generator,
                    black_prob: float = 0.3) -> torch.Tensor:
     """n windows of T consecutive frames (B·T, 3, H, W) in [−1, 1], each circularly shifted by a
@@ -75,10 +79,8 @@ def sample_windows(clips: list[np.ndarray], n: int, T: int, rng: np.random.Gener
         frames = np.roll(frames, int(rng.integers(frames.shape[2])), axis=2)
         if rng.random() < black_prob:
             H, W = frames.shape[1:3]
-            h, w = int(rng.integers(H // 4, H)), int(rng.integers(W // 8, W // 2))
-            y, x = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
             frames = frames.copy()
-            frames[:, y:y + h, x:x + w] = 0
+            frames[(slice(None), *random_box(H, W, (H // 4, H), (W // 8, W // 2), rng))] = 0
         out.append(to_signed_unit(frames))
     return torch.cat(out)
 
@@ -88,10 +90,13 @@ def window_masks(n: int, height: int, width: int, rng: np.random.Generator) -> t
     width, like a perspective input's footprint on the demo's canvas), 1 inside."""
     m = torch.zeros(n, 1, height, width)
     for i in range(n):
-        h, w = int(rng.integers(height // 4, height * 3 // 4)), int(rng.integers(width // 8, width // 3))
-        y, x = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        m[i, :, y:y + h, x:x + w] = 1
+        m[(i, 0, *random_box(height, width, (height // 4, height * 3 // 4), (width // 8, width // 3), rng))] = 1
     return m
+
+
+def latents_inside(mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """(n, 1, h, w) bool at the latents' size: the latent pixels wholly inside the window `mask`."""
+    return F.avg_pool2d(mask, mask.shape[-1] // latents.shape[-1]) > 0.99
 
 
 def canvas_latent_error(vae, frames: torch.Tensor, mask: torch.Tensor, target_latents: torch.Tensor) -> torch.Tensor:
@@ -100,7 +105,7 @@ def canvas_latent_error(vae, frames: torch.Tensor, mask: torch.Tensor, target_la
     `target_latents`, the frame's own. Only latent pixels wholly inside the window count."""
     canvas = frames * mask - (1 - mask)
     z = vae.encode(canvas).latent_dist.mean
-    inside = (F.avg_pool2d(mask, frames.shape[-1] // z.shape[-1]) > 0.99).to(z.dtype)
+    inside = latents_inside(mask, z).to(z.dtype)
     return ((z - target_latents).pow(2) * inside).sum() / (inside.sum() * z.shape[1]).clamp_min(1)
 
 
@@ -132,8 +137,7 @@ def canvas_check(vae, clips: list[np.ndarray], rng: np.random.Generator, T: int)
     x = sample_windows(clips, 8, T, rng, black_prob=0.0)
     mask = window_masks(len(x), x.shape[-2], x.shape[-1], rng)
     z = vae.encode(x).latent_dist.mean
-    inside = F.avg_pool2d(mask, x.shape[-1] // z.shape[-1]) > 0.99
-    return float(canvas_latent_error(vae, x, mask, z)), float(z[inside.expand_as(z)].var())
+    return float(canvas_latent_error(vae, x, mask, z)), float(z[latents_inside(mask, z).expand_as(z)].var())
 
 
 @torch.no_grad()
@@ -236,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        if args.steps < 1 or not args.lr > 0 or not args.canvas_weight >= 0:
-            raise ValueError(f"--steps must be ≥ 1, --lr > 0 and --canvas-weight ≥ 0, got {args.steps}, {args.lr} "
+        if args.steps < 1 or not 0 < args.lr < math.inf or not 0 <= args.canvas_weight < math.inf:
+            raise ValueError(f"--steps must be ≥ 1, --lr finite > 0 and --canvas-weight finite ≥ 0, got {args.steps}, {args.lr} "
                              f"and {args.canvas_weight}")
         report = build_fitted_svd(args.config, args.shards, args.out, args.steps, args.lr, args.seed,
                                   args.canvas_weight)

@@ -41,6 +41,11 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert fit_vae_main(["--config", "configs/train/demo.yaml", "--shards", str(tmp_path), "--out",
                          str(tmp_path / "svd"), "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+    for bad in (["--canvas-weight", "-1"], ["--canvas-weight", "inf"], ["--lr", "nan"]):
+        assert fit_vae_main(["--config", "configs/train/demo.yaml", "--shards", str(tmp_path), "--out",
+                             str(tmp_path / "svd"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and bad[0] in err and len(err.strip().splitlines()) == 1
     assert fit_vae_main(["--config", "configs/train/demo.yaml", "--shards", str(tmp_path / "none"), "--out",
                          str(tmp_path / "svd")]) == 2
     err = capsys.readouterr().err
