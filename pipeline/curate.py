@@ -58,7 +58,7 @@ from pipeline.manifest import ManifestError, read_manifest  # noqa: E402
 from pipeline.report import one_line, summarize, write_report  # noqa: E402
 from pipeline.sample import SampleFrames  # noqa: E402
 from pipeline.thresholds import decide  # noqa: E402
-from shards.reader import list_shards, shard_keys  # noqa: E402
+from shards.reader import shard_index  # noqa: E402
 from shards.schema import ClipMeta, clip_key  # noqa: E402
 from shards.writer import content_shard_name, rewrite_without, write_shard  # noqa: E402
 
@@ -345,16 +345,6 @@ def crash_test_hook():
     return hook
 
 
-def existing_shard_keys(shard_dir: Path) -> dict[str, list[str]]:
-    """key → names of the committed shards of shard_dir that hold it."""
-    out: dict[str, list[str]] = {}
-    if shard_dir.is_dir():
-        for url in list_shards(str(shard_dir)):
-            for key in shard_keys(url):
-                out.setdefault(key, []).append(Path(url).name)
-    return out
-
-
 def reconcile_shards(shard_dir: Path, decisions: pd.DataFrame) -> dict:
     """Make the shards agree with the decisions: every key in a shard has an `accepted` decision
     naming that shard, once. A key that is not accepted, or sits in a shard other than the one its
@@ -366,7 +356,7 @@ def reconcile_shards(shard_dir: Path, decisions: pd.DataFrame) -> dict:
         clips = decisions[decisions["clip_index"].notna() & decisions["status"].eq("accepted")]
         home = dict(zip(clips["key"], clips["shard"]))
     drops: dict[str, set[str]] = {}
-    for key, shards in existing_shard_keys(shard_dir).items():
+    for key, shards in shard_index(shard_dir).items():
         for name in shards:
             if home.get(key) != name:
                 drops.setdefault(name, set()).add(key)
@@ -483,15 +473,16 @@ def _run(cfg: CurateConfig, run_dir: Path, allow_config_change: bool) -> dict:
     log.info("manifest: %d videos, %d already finished, %d to do", len(manifest), len(manifest) - len(todo), len(todo))
     wall = {}
     if len(todo):
-        init_ray(cfg)
         # this run holds the lock: a .tmp is a partial shard of a killed run (or of its workers)
         for leftover in shard_dir.glob("*.tmp"):
             log.warning("removing partial shard left by an interrupted run: %s", leftover)
             leftover.unlink(missing_ok=True)
         todo_ids = set(todo["video_id"])
         # clips of unfinished videos already in committed shards (the driver died after a worker
-        # committed them but before their video was recorded): reused, not written again
-        existing = {k: v[0] for k, v in existing_shard_keys(shard_dir).items() if k.rsplit("_", 1)[0] in todo_ids}
+        # committed them but before their video was recorded): reused, not written again. Before
+        # Ray starts: an unreadable shard stops the run at once (exit 2, naming it).
+        existing = {k: v[0] for k, v in shard_index(shard_dir).items() if k.rsplit("_", 1)[0] in todo_ids}
+        init_ray(cfg)
         progress = Progress(run_dir, on_finish=lambda row: release(str(row["source"]), cache_dir, cfg.download),
                             on_new_shard=crash_test_hook())
         t0 = time.perf_counter()

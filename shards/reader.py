@@ -471,20 +471,22 @@ def shard_keys(url: str) -> list[str]:
     return [k for k, exts in members.items() if all(m in exts for m in REQUIRED_MEMBERS)]
 
 
-def existing_keys(directory: str | os.PathLike) -> set[str]:
-    """Keys already in the complete shards (`*.tar`, never `.tmp`) of a directory; empty if none.
-
-    An unreadable shard is skipped with a warning (its keys are not counted as done).
-    """
+def shard_index(directory: str | os.PathLike) -> dict[str, list[str]]:
+    """key → names of the complete shards (`*.tar`, never `.tmp`) of a directory that hold it; empty
+    when there is none. Reads tar headers only. A shard that cannot be read raises ShardReadError
+    naming it: a resume must take its clips neither as missing (writing them again) nor as done."""
     directory = Path(directory)
     if not directory.exists():
-        return set()
+        return {}
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory}: not a directory")
-    keys: set[str] = set()
+    index: dict[str, list[str]] = {}
     for url in list_shards(directory):
         try:
-            keys.update(shard_keys(url))
-        except (tarfile.TarError, OSError) as e:
-            warnings.warn(f"{url}: unreadable shard ignored by existing_keys ({e})")
-    return keys
+            keys = shard_keys(url)
+        except TAR_ERRORS as e:
+            raise ShardReadError(f"{url}: unreadable shard ({type(e).__name__}: {e}); move it out of "
+                                 f"{directory} or restore it") from e
+        for key in keys:
+            index.setdefault(key, []).append(Path(url).name)
+    return index

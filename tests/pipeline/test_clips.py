@@ -11,7 +11,7 @@ import torch
 from pipeline.clips import plan_video, shots
 from pipeline.config import ClipConfig, CutsFilterConfig
 from pipeline.filters.cuts import StreamingTransNet, VideoCuts, small_frames
-from shards.reader import existing_keys, shard_keys
+from shards.reader import shard_index, shard_keys
 from shards.schema import ClipMeta
 from shards.writer import content_shard_name, rewrite_without, write_shard
 
@@ -81,7 +81,7 @@ def test_worker_shards_are_content_named_and_reconciled(tmp_path):
     # a clip now rejected leaves the shards; an emptied shard is removed
     decisions.loc[2, "status"] = "rejected"
     reconcile_shards(tmp_path, decisions)
-    assert existing_keys(tmp_path) == {"v_0000"} and not (tmp_path / other).exists()
+    assert set(shard_index(tmp_path)) == {"v_0000"} and not (tmp_path / other).exists()
     assert rewrite_without(tmp_path / name, set()) == 1
 
 

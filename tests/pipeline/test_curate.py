@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.config import CurateConfig
 from pipeline.decisions import video_verdicts
-from shards.reader import existing_keys, iter_samples, list_shards
+from shards.reader import iter_samples, list_shards, shard_index
 
 from .conftest import REPO, VENV_BIN
 from .test_sample import make_bad_inputs
@@ -291,7 +291,7 @@ def test_sigkill_midway_then_resume_is_exactly_once(corpus, first_run, ray_clust
     r = subprocess.run([str(VENV_BIN / "shards"), "verify", str(out / "shards")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     keys = [s.key for s in iter_samples(list_shards(str(out / "shards")))]
-    assert len(keys) == len(set(keys)) == 2 and existing_keys(out / "shards") == set(keys)
+    assert len(keys) == len(set(keys)) == 2 and set(shard_index(out / "shards")) == set(keys)
     assert not list((out / "shards").glob("*.tmp"))
     # the same decisions and scores as the uninterrupted run, row by row
     ref = pd.read_parquet(first_run[0] / "decisions.parquet")

@@ -177,3 +177,21 @@ def test_apply_on_a_hand_made_run_leftovers_and_a_bad_source_sample(tmp_path, ca
     with pytest.raises(SystemExit) as e:  # --apply alone: a usage error
         main(["--config", str(LOCAL), "--output", str(bad), "--apply"])
     assert e.value.code == 2 and "go with --rethreshold" in capsys.readouterr().err
+
+
+def test_resume_over_an_unreadable_shard_exits_2_naming_it(tmp_path, capsys):
+    """Before Ray starts: the run cannot tell which clips that shard holds, so it stops (exit 2, one
+    line naming the shard) and changes nothing in the run directory."""
+    from pipeline.synthetic import main as synthetic
+
+    corpus = tmp_path / "corpus"
+    synthetic(["--out", str(corpus), "--count", "1", "--size", "64x32", "--seconds", "1"])
+    capsys.readouterr()
+    shards = tmp_path / "run" / "shards"
+    shards.mkdir(parents=True)
+    (shards / "clips-0123.tar").write_bytes(b"\x00" * 100 + b"damaged" * 100)
+    code = main(["--config", str(LOCAL), "--input", str(corpus), "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "clips-0123.tar: unreadable shard" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in shards.iterdir()) == ["clips-0123.tar"]
+    assert not (tmp_path / "run" / "decisions.parquet").exists()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shards.reader import ShardReadError, existing_keys, iter_samples, list_shards
+from shards.reader import ShardReadError, iter_samples, list_shards, shard_index
 from shards.schema import validate_meta
 from shards.video import decode_frames
 from shards.writer import ShardWriter
@@ -53,7 +53,7 @@ def test_resume_numbering_never_overwrites(tmp_path, write_shards, mp4_bytes, ma
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["clips-000000.tar", "clips-000001.tar", "clips-000002.tar"]
     assert all((tmp_path / n).read_bytes() == b for n, b in before.items())
-    assert existing_keys(tmp_path) == {"vid_0000", "vid_0001", "vid_0002", "new_0000"}
+    assert set(shard_index(tmp_path)) == {"vid_0000", "vid_0001", "vid_0002", "new_0000"}
 
 
 def test_writer_rejects_bad_input_and_drops_shard_on_error(tmp_path, mp4_bytes, make_meta):
@@ -111,7 +111,7 @@ def test_reader_never_reads_tmp(tmp_path, write_shards):
         assert [s.url for s in iter_samples(spec)] == [str(complete)] * 2
     with pytest.warns(UserWarning, match=r"partial shard \(.tmp\) skipped"):
         assert list_shards([complete, partial]) == [str(complete)]
-    assert existing_keys(tmp_path) == {"vid_0000", "vid_0001"}
+    assert shard_index(tmp_path) == {"vid_0000": ["clips-000000.tar"], "vid_0001": ["clips-000000.tar"]}
 
 
 def test_brace_and_pipe_urls(tmp_path, write_shards):
@@ -185,3 +185,15 @@ def test_shuffle_is_a_seeded_permutation(tmp_path, write_shards):
     b = [s.key for s in iter_samples(tmp_path, shuffle=4, seed=1)]
     c = [s.key for s in iter_samples(tmp_path, shuffle=4, seed=2)]
     assert a == b and sorted(a) == sorted(keys) and a != keys and c != a
+
+
+def test_shard_index_names_an_unreadable_shard(tmp_path, write_shards):
+    """A resume reads which clips are already committed: a damaged shard is neither skipped (its
+    clips would be written again) nor taken as done; one error names it."""
+    write_shards(tmp_path, 2, per_shard=2)
+    assert shard_index(tmp_path) == {"vid_0000": ["clips-000000.tar"], "vid_0001": ["clips-000000.tar"]}
+    (tmp_path / "clips-000001.tar").write_bytes(b"\x00" * 100 + b"not a tar at all" * 40)
+    with pytest.raises(ShardReadError, match=r"clips-000001.tar: unreadable shard") as e:
+        shard_index(tmp_path)
+    assert "\n" not in str(e.value)
+    assert shard_index(tmp_path / "absent") == {}
