@@ -5,9 +5,10 @@ once, per-stage figures, and the peak memory of the driver and of the largest Ra
                                      [--sample PATH] [--skip-stages] [--set KEY=VALUE ...]
 
 Inputs: the real sample testRoom1_1920Mono.mp4 (12 s, 1920x960) and, for each --minutes M, a
-1024x512 video of M minutes made from it (looped, scaled; libx264 ultrafast) in a temp dir.
-For each input:
-- floor: PyAV decoding every frame of the source once (no conversion), seconds;
+1024x512 video of M minutes made from it (looped, scaled; libx264 ultrafast) in a temp dir; and,
+first, its first second (no clip to cut: the run's fixed cost). For each input:
+- floor: PyAV decoding every frame of the source once (no conversion), seconds (the best of
+  two, all measured before the first run);
 - run: `python pipeline/curate.py --config … --input VIDEO --output TMP` in a subprocess (a local
   Ray started by the driver, as a user runs it), wall seconds, source seconds per wall second, and
   wall / floor; meanwhile the resident memory of the driver and of every Ray worker under it is
@@ -18,6 +19,8 @@ For each input:
 - stages (unless --skip-stages): each stage body alone in this process, no Ray, one after the
   other (sample, video filters, cuts = TransNetV2 over every frame, then per clip: cut, motion,
   text, pixels), wall seconds and x floor.
+At the end: the fixed cost (the 1-s run) and the marginal cost between the two longest inputs
+(extra wall seconds per extra floor second), which is what a long video approaches.
 Overrides (--set) go to curate.py too; the default clips are 10 s (the paper's), at local.yaml's
 size, so the number of clips grows with the video's length.
 """
@@ -55,6 +58,14 @@ def decode_floor(path: Path) -> float:
         for _ in c.decode(s):
             pass
     return time.perf_counter() - t0
+
+
+def make_short(src: Path, seconds: float, out: Path) -> Path:
+    """The first `seconds` of `src` (re-encoded, so it starts on a key frame): shorter than a clip,
+    so a run on it is the fixed cost alone — Ray, the actors, one video through the video level."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-t", f"{seconds}", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-crf", "23", "-an", str(out)], check=True)
+    return out
 
 
 def make_long(src: Path, minutes: float, out: Path) -> Path:
@@ -213,14 +224,21 @@ def main() -> None:
         tmp = Path(tmp)
         videos = [Path(args.sample)] + [make_long(Path(args.sample), m, tmp / f"long_{m:g}min_1024x512.mp4")
                                         for m in args.minutes]
+        if not args.skip_run:  # the fixed cost first: a run with no clip to cut
+            videos.insert(0, make_short(Path(args.sample), 1.0, tmp / "fixed_1s.mp4"))
+        runs = []  # (video, floor, wall) of every whole run
+        # every floor before any run (a run's Ray processes are still exiting when it returns) and
+        # the best of two: a floor is a few seconds of threaded decoding, easily disturbed
+        floors = {v: min(decode_floor(v), decode_floor(v)) for v in videos}
         for v in videos:
             info = probe(v)
-            floor = decode_floor(v)
+            floor = floors[v]
             print(f"\n== {v.name}: {info.duration_s:.0f} s, {info.width}x{info.height} @ {info.fps:g} fps, "
                   f"{info.num_frames} frames; floor (PyAV, every frame once) {floor:.2f} s = "
                   f"{info.duration_s / floor:.1f} source s per s", flush=True)
             if not args.skip_run:
                 r = whole_run(v, args.config, sets, tmp)
+                runs.append((v, floor, r["wall"]))
                 print(f"whole curate.py run: {r['wall']:.1f} s wall = {info.duration_s / r['wall']:.2f} source s per "
                       f"wall s = {r['wall'] / floor:.1f}x floor; peak RSS driver {r['driver_mib']:.0f} MiB, "
                       f"largest worker {r['worker_mib']:.0f} MiB owned, {r['worker_rss_mib']:.0f} MiB RSS ({r['worker_name']})\n"
@@ -230,6 +248,22 @@ def main() -> None:
                 print(f"{'stage (in-process, no Ray)':<58} {'wall s':>8} {'x floor':>8}")
                 for name, t in stages(v, cfg, tmp):
                     print(f"{name:<58} {t:8.2f} {t / floor:8.2f}", flush=True)
+        print_fixed_and_marginal(runs)
+
+
+def print_fixed_and_marginal(runs: list[tuple[Path, float, float]]) -> None:
+    """Split the whole runs into what does not depend on the video's length (the 1-s run: start-up)
+    and what does (between the two longest inputs: extra wall seconds per extra floor second)."""
+    if not runs:
+        return
+    fixed = runs[0][2]
+    print(f"\nfixed cost (the run on {runs[0][0].name}: Ray start, actors built, one video, no clip): {fixed:.1f} s "
+          f"= the 5x-floor budget of a source whose floor is {fixed / 5:.1f} s", flush=True)
+    longest = sorted(runs[1:], key=lambda r: r[1])[-2:]
+    if len(longest) == 2 and longest[1][1] > longest[0][1]:
+        (va, fa, wa), (vb, fb, wb) = longest
+        print(f"marginal cost ({va.name} -> {vb.name}): {(wb - wa) / (fb - fa):.1f}x floor "
+              f"({wb - wa:.1f} s more wall for {fb - fa:.2f} s more floor)", flush=True)
 
 
 if __name__ == "__main__":
