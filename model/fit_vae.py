@@ -172,7 +172,7 @@ def fit_vae(vae, clips: list[np.ndarray], steps: int, lr: float, T: int, batch_c
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (step + 1) % log_every == 0 or step + 1 == steps:
             log.info("vae step %d/%d loss %.4f (%.1f s)", step + 1, steps, np.mean(losses[-log_every:]),
                      time.perf_counter() - t0)
