@@ -60,21 +60,24 @@ def decode_floor(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def make_short(src: Path, seconds: float, out: Path) -> Path:
-    """The first `seconds` of `src` (re-encoded, so it starts on a key frame): shorter than a clip,
-    so a run on it is the fixed cost alone — Ray, the actors, one video through the video level."""
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-t", f"{seconds}", "-c:v", "libx264",
-                    "-preset", "ultrafast", "-crf", "23", "-an", str(out)], check=True)
+def reencode(src: Path, seconds: float, out: Path, loops: int = 0, scale: str | None = None) -> Path:
+    """The first `seconds` of `src` looped `loops` more times, optionally scaled, re-encoded with
+    libx264 ultrafast (so it starts on a key frame) and without audio."""
+    vf = ["-vf", f"scale={scale}"] if scale else []
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(src), "-t", f"{seconds}",
+                    *vf, "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-an", str(out)], check=True)
     return out
+
+
+def make_short(src: Path, seconds: float, out: Path) -> Path:
+    """Shorter than a clip, so a run on it is the fixed cost alone — Ray, the actors, one video
+    through the video level."""
+    return reencode(src, seconds, out)
 
 
 def make_long(src: Path, minutes: float, out: Path) -> Path:
     secs = minutes * 60
-    loops = int(np.ceil(secs / probe(src).duration_s))
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(src), "-t", f"{secs}",
-                    "-vf", "scale=1024:512", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-an",
-                    str(out)], check=True)
-    return out
+    return reencode(src, secs, out, loops=int(np.ceil(secs / probe(src).duration_s)), scale="1024:512")
 
 
 def object_store_bytes(pid: int) -> int:

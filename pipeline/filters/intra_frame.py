@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 from unittest.mock import patch
 
 import cv2
@@ -26,6 +27,9 @@ import numpy as np
 
 from ..config import IntraFrameFilterConfig
 from . import add_scores
+
+if TYPE_CHECKING:  # imported at run time only where a model runs: task workers never load torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +123,7 @@ def halves(frames: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
     return left, right, top, bottom
 
 
-def to_lpips_input(x: np.ndarray) -> "torch.Tensor":
+def to_lpips_input(x: np.ndarray) -> torch.Tensor:
     """uint8 (T, H, W, 3) → float (T, 3, H, W) in [-1, 1], as lpips expects."""
     import torch
 
