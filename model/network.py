@@ -306,9 +306,18 @@ def sample_sigma_cond(
     return (mean + std * torch.randn(n, generator=generator)).exp()
 
 
+def check_signed_pixels(pixels: torch.Tensor, what: str) -> None:
+    """Refuse integer pixels where [−1, 1] floats are meant: a uint8 pair fed as it is would be
+    read as values up to 255 and silently give garbage latents (`model.frames.signed_unit` first)."""
+    if not pixels.is_floating_point():
+        raise TypeError(f"{what}: expected float pixels in [−1, 1], got {pixels.dtype} "
+                        "(convert with model.frames.signed_unit)")
+
+
 @torch.no_grad()
 def vae_encode(vae: AutoencoderKLTemporalDecoder, frames: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """(B, T, 3, H, W) in [−1, 1] → unscaled latent mode (B, T, 4, H/s, W/s), in chunks of frames."""
+    check_signed_pixels(frames, "vae_encode")
     b, t = frames.shape[:2]
     flat = frames.flatten(0, 1).to(vae.device, vae.dtype)
     latents = torch.cat([vae.encode(flat[i:i + chunk]).latent_dist.mode() for i in range(0, len(flat), chunk)])
@@ -341,6 +350,7 @@ def noisy_condition(
 ) -> torch.Tensor:
     """canvas + σ_cond·ε·noise_mask: `canvas` (B,T,3,H,W) in [−1,1], −1 outside the mask;
     `sigma_cond` (B,); `noise_mask` (B,T,1,H,W) from `condition_noise_mask` (None = everywhere)."""
+    check_signed_pixels(canvas, "noisy_condition")
     noise = torch.randn(canvas.shape, generator=generator).to(canvas.device, canvas.dtype)
     if noise_mask is not None:
         noise = noise * noise_mask.to(canvas.device, canvas.dtype)
@@ -370,6 +380,7 @@ def clip_embeddings(
     Same preprocessing as diffusers' SVD pipeline (antialiased resize in [−1, 1], then CLIP
     mean/std), done in torch so it runs on batches.
     """
+    check_signed_pixels(pers, "clip_embeddings")
     b, t = pers.shape[:2]
     size = image_encoder.config.image_size
     x = F.interpolate(pers.flatten(0, 1).float(), size=(size, size), mode="bilinear", antialias=True,

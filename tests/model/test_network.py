@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model import edm
+from model.frames import signed_unit
 from model.network import (added_time_ids, build_tiny_svd, check_svd_dir, clip_embeddings, drop_conditions,
                            encode_condition, encode_target, load_svd, sample_sigma_cond, unet_fn, vae_decode,
                            vae_encode)
@@ -70,6 +71,18 @@ def test_conditioning_shapes_and_values(svd):
     ids = added_time_ids(torch.tensor([0.1, 0.2]), fps=5.0)
     torch.testing.assert_close(ids, torch.tensor([[4.0, 127.0, 0.1], [4.0, 127.0, 0.2]]))
     assert vae_decode(svd.vae, x0).shape == frames.shape
+
+
+def test_uint8_pixels_are_refused_where_signed_floats_are_meant(svd):
+    # training pairs hold uint8 pixels; fed as they are, the VAE and CLIP would read values up to 255
+    pixels = torch.randint(0, 256, (1, 2, 3, 16, 32), dtype=torch.uint8)
+    with pytest.raises(TypeError, match="vae_encode: expected float pixels in \\[−1, 1\\], got torch.uint8"):
+        vae_encode(svd.vae, pixels)
+    with pytest.raises(TypeError, match="noisy_condition: .*signed_unit"):
+        encode_condition(svd.vae, pixels, torch.zeros(1))
+    with pytest.raises(TypeError, match="clip_embeddings: .*torch.uint8"):
+        clip_embeddings(svd.image_encoder, svd.feature_extractor, pixels)
+    vae_encode(svd.vae, signed_unit(pixels))  # the conversion the message names
 
 
 def test_sigma_cond_lognormal():
