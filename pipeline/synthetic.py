@@ -36,7 +36,7 @@ from tqdm import tqdm
 import geometry
 from shards.video import write_mp4
 
-# Rendering precision. float64, not float64: the same seed must give byte-identical files on any
+# Rendering precision. float64, not float32: the same seed must give byte-identical files on any
 # machine. numpy's float64 transcendentals (exp, arctan2, …) and BLAS products take different SIMD
 # paths on different CPUs (and for differently aligned arrays), differing in the last bits; in
 # float64 such a difference flips a uint8 rounding or a ray hit test every few thousand pixels, and
@@ -613,12 +613,12 @@ def generate_corpus(out_dir, seed: int = 0, config: SyntheticConfig | dict | Non
         frames = item.make()
         if item.kind == "truncated":
             tmp = out / (name + ".full.mp4")
-            write_mp4(tmp, frames, config.fps, crf=config.crf)
+            write_mp4(tmp, frames, config.fps, crf=config.crf, bit_exact=True)
             data = remux_moov_at_end(tmp.read_bytes())
             tmp.unlink()
             (out / name).write_bytes(data[: int(len(data) * config.truncate_fraction)])
         else:
-            write_mp4(out / name, frames, config.fps, crf=config.crf)
+            write_mp4(out / name, frames, config.fps, crf=config.crf, bit_exact=True)
         rows.append(dict(file=name, expected_verdict=item.verdict, expected_stage=item.stage,
                          expected_reason=item.reason, kind=item.kind, description=item.description))
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)

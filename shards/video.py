@@ -304,17 +304,25 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-# The encoder is pinned so that the same frames give the same bytes on any machine (the synthetic
-# corpus promises byte-identical files for a seed): x264's output depends on its thread count, whose
-# default ("auto") comes from the machine's cores; the RGB → YUV 4:2:0 conversion is single-threaded
-# and bit-exact rather than swscale's default, which picks CPU-specific SIMD paths.
+# x264's output bytes depend on the machine: on its thread count (x264's default, "auto", follows the
+# cores) and on the assembly it picks for the CPU. Measured (PyAV 18.1, FFmpeg 8.1.2, AMD EPYC with
+# AVX-512): SSE2-only and SSE4/AVX/AVX2 code make different decisions (11095 vs 11176 bytes for the
+# same 12 frames), and the same frames encoded 20 times in one process gave up to 6 different outputs
+# with the CPU's own assembly on one thread and up to 9 with C code on 4 threads; C code on one
+# thread gave one output for every input tried. So `bit_exact=True` (what the synthetic corpus uses:
+# it promises byte-identical files for a seed) runs x264's C code on one thread: the same bytes on
+# every CPU, ~4.5× the CPU time of the assembly (512×256, 48 frames: 1.5 s instead of 0.34 s).
+# Otherwise x264 runs its assembly on X264_THREADS threads (a bound, so that many encoders on one
+# node do not each start threads for every core). Either way the RGB → YUV 4:2:0 conversion is
+# single-threaded and bit-exact rather than swscale's default, which picks CPU-specific SIMD paths.
 X264_THREADS = 4
+X264_BIT_EXACT = {"x264-params": "asm=0"}  # with one thread
 _TO_YUV = dict(format="yuv420p", threads=1, interpolation=(
     av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.ACCURATE_RND
     | av.video.reformatter.Interpolation.BITEXACT))
 
 
-def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -> None:
+def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float, bit_exact: bool) -> None:
     frames = _check_frames(frames)
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -324,8 +332,9 @@ def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # a keyframe every keyint_s seconds keeps random access into a clip cheap (decode_frames seeks)
-        stream.options = {"crf": str(int(crf)), "g": str(max(1, round(keyint_s * float(rate))))}
-        stream.codec_context.thread_count = X264_THREADS
+        stream.options = {"crf": str(int(crf)), "g": str(max(1, round(keyint_s * float(rate)))),
+                          **(X264_BIT_EXACT if bit_exact else {})}
+        stream.codec_context.thread_count = 1 if bit_exact else X264_THREADS
         reformatter = VideoReformatter()  # one swscale context for the clip, not one per frame
         for rgb in frames:
             yuv = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), **_TO_YUV)
@@ -335,23 +344,26 @@ def _encode(target, frames: np.ndarray, fps: float, crf: int, keyint_s: float) -
             container.mux(packet)
 
 
-def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, keyint_s: float = 2.0) -> bytes:
-    """Encode (T, H, W, 3) uint8 RGB frames to H.264 yuv420p mp4 bytes (faststart). H, W must be even."""
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, keyint_s: float = 2.0,
+               bit_exact: bool = False) -> bytes:
+    """Encode (T, H, W, 3) uint8 RGB frames to H.264 yuv420p mp4 bytes (faststart). H, W must be even.
+    bit_exact: the same bytes for the same frames on every CPU and in every run, at ~4.5× the CPU
+    time on one thread (see X264_BIT_EXACT)."""
     # the faststart pass re-opens the output by name, so libav must write a real file, not a BytesIO
     with tempfile.TemporaryDirectory(prefix="encode_mp4-") as tmp:
         path = Path(tmp) / "clip.mp4"
-        _encode(str(path), frames, fps, crf, keyint_s)
+        _encode(str(path), frames, fps, crf, keyint_s, bit_exact)
         return path.read_bytes()
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int = 20,
-              keyint_s: float = 2.0) -> Path:
+              keyint_s: float = 2.0, bit_exact: bool = False) -> Path:
     """`encode_mp4` to a file (parents created); written under a temporary name, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp.mp4")
     try:
-        _encode(str(partial), frames, fps, crf, keyint_s)
+        _encode(str(partial), frames, fps, crf, keyint_s, bit_exact)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
