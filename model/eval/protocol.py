@@ -58,6 +58,8 @@ __all__ = ["ProtocolVideo", "render_input", "align_to_first", "protocol_videos",
 
 GT_CRF = 12      # ground truth and input are stored nearly losslessly: they are the reference
 INPUT_CRF = 14
+# and bit-exact (shards.video): the same shards and seed give the same files on any machine and in
+# any run, so two teams (or two runs) scoring against "the same protocol" score against the same bytes
 
 
 @dataclass
@@ -198,8 +200,8 @@ def build_protocol(urls: Sequence[str], out: str | Path, config, simulated: int 
     videos = protocol_videos(urls, config, simulated, pose_files, limit, seed, align)
     for video in tqdm(videos, desc="protocol", unit="video"):
         meta = video.meta()
-        write_mp4(out / "input" / f"{video.name}.mp4", video.pers, video.fps, crf=INPUT_CRF)
-        write_mp4(out / "gt" / f"{video.name}.mp4", video.gt, video.fps, crf=GT_CRF)
+        write_mp4(out / "input" / f"{video.name}.mp4", video.pers, video.fps, crf=INPUT_CRF, bit_exact=True)
+        write_mp4(out / "gt" / f"{video.name}.mp4", video.gt, video.fps, crf=GT_CRF, bit_exact=True)
         for folder in ("input", "gt"):
             (out / folder / f"{video.name}.json").write_text(json.dumps(meta, indent=1) + "\n")
         record = {"name": video.name, "trajectory": video.trajectory, "source_key": video.source_key,

@@ -87,6 +87,23 @@ def test_protocol_writes_inputs_ground_truth_and_poses(protocol_dir):
     assert lines["frames"] and all(len(s) == 4 for f in lines["frames"].values() for s in f)
 
 
+def test_protocol_is_the_same_bytes_when_made_again(protocol_dir, tmp_path):
+    """The protocol is the reference every model is scored against: the same shards and seed give
+    the same files (x264's assembly gave the same frames other bytes from one run to the next)."""
+    root = protocol_dir.parent
+    again = tmp_path / "proto"
+    rc = protocol_main(["--shards", str(root / "shards"), "--out", str(again), "--config", str(root / "data.yaml"),
+                        "--poses", str(root / "walk.json"), "--annotate-lines", "6", "--seed", "3"])
+    assert rc == 0
+    def listing(d):  # what the protocol writes (other tests add predictions beside it)
+        return sorted(p.relative_to(d) for p in [d / "protocol.json", *(d / "input").iterdir(), *(d / "gt").iterdir()])
+
+    made = listing(protocol_dir)
+    assert made == listing(again)
+    differ = [str(p) for p in made if (protocol_dir / p).read_bytes() != (again / p).read_bytes()]
+    assert not differ, f"made again, these differ: {differ}"
+
+
 def test_protocol_rejects_short_pose_files(tmp_path, protocol_dir):
     Poses((90.0,), [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]).save(tmp_path / "short.json")
     with pytest.raises(ValueError, match="short.json: 2 frames"):
