@@ -96,7 +96,7 @@ def test_encode_rejects_bad_frames(shape, dtype, match):
         encode_mp4(np.zeros(shape, dtype), fps=10)
 
 
-def test_bit_exact_encodes_give_one_output_however_often_and_wherever_run(frames):
+def test_bit_exact_encodes_give_one_output_however_often_run(frames):
     """x264's own assembly and its threads gave the same frames different bytes from one encode to
     the next on an AVX-512 machine (up to 6 outputs in 20 encodes of these frames); bit_exact (x264's
     C code, one thread) gives one. The heap is churned between encodes, as in a long process."""
