@@ -54,10 +54,14 @@ def protocol_dir(tmp_path_factory):
     config = root / "data.yaml"  # the test's trajectory: fixed FoV, so every view is large enough for Hough
     config.write_text(yaml.safe_dump({"data": protocol_config().to_dict()}))
     out = root / "proto"
-    rc = protocol_main(["--shards", str(root / "shards"), "--out", str(out), "--config", str(config),
-                        "--poses", str(root / "walk.json"), "--annotate-lines", "6", "--seed", "3"])
-    assert rc == 0
+    assert make_protocol(root, out) == 0
     return out
+
+
+def make_protocol(root, out) -> int:
+    """`model.eval.protocol` on the fixture's shards, poses file and config (written under root)."""
+    return protocol_main(["--shards", str(root / "shards"), "--out", str(out), "--config", str(root / "data.yaml"),
+                          "--poses", str(root / "walk.json"), "--annotate-lines", "6", "--seed", "3"])
 
 
 def test_protocol_writes_inputs_ground_truth_and_poses(protocol_dir):
@@ -90,11 +94,9 @@ def test_protocol_writes_inputs_ground_truth_and_poses(protocol_dir):
 def test_protocol_is_the_same_bytes_when_made_again(protocol_dir, tmp_path):
     """The protocol is the reference every model is scored against: the same shards and seed give
     the same files (x264's assembly gave the same frames other bytes from one run to the next)."""
-    root = protocol_dir.parent
     again = tmp_path / "proto"
-    rc = protocol_main(["--shards", str(root / "shards"), "--out", str(again), "--config", str(root / "data.yaml"),
-                        "--poses", str(root / "walk.json"), "--annotate-lines", "6", "--seed", "3"])
-    assert rc == 0
+    assert make_protocol(protocol_dir.parent, again) == 0
+
     def listing(d):  # what the protocol writes (other tests add predictions beside it)
         return sorted(p.relative_to(d) for p in [d / "protocol.json", *(d / "input").iterdir(), *(d / "gt").iterdir()])
 
